@@ -1,0 +1,61 @@
+"""Every exception the provider raises. Each message says what to do next.
+
+All derive from :class:`KlarError`, itself an ``AirflowException``, so ``except KlarError`` catches
+everything Klar-specific and Airflow treats each as an ordinary task failure.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.common.compat.sdk import AirflowException
+
+
+class KlarError(AirflowException):
+    """Base class of every error raised by airflow-provider-klar."""
+
+
+class KlarConfigurationError(KlarError):
+    """The connection or the task's arguments are wrong; nothing was sent.
+
+    Examples: an unknown resource, a malformed API version, a plain ``http://`` URL to a host that is
+    not loopback, a connection without a token.
+    """
+
+
+class KlarAuthError(KlarError):
+    """Klar answered 401 or 403: the token of the connection is missing, wrong or revoked."""
+
+
+class KlarNotFoundError(KlarError):
+    """Klar answered 404: the base URL, the resource or the API version does not exist."""
+
+
+class KlarRequestError(KlarError):
+    """Klar refused a request as a whole (400, 413, 422 or another final 4xx) in a way no record explains."""
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class KlarTransientError(KlarError):
+    """Klar stayed unreachable or overloaded (network errors, 408, 425, 429, 5xx) after every retry."""
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class KlarResponseError(KlarError):
+    """Klar answered in a shape the provider cannot map to records; nothing is counted as accepted."""
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class KlarRejectedRecordsError(KlarError):
+    """More records were rejected than ``max_rejected`` allows; every valid record was still sent."""
+
+
+class KlarSubmissionFailedError(KlarError):
+    """Klar's status shows that the latest submission after ``since`` failed."""
