@@ -56,5 +56,5 @@ def test_version_resolution_order() -> None:
 
 @pytest.mark.parametrize("bad", ["2025.07", "7.2025", "13.2025", "latest", "07-2025"])
 def test_malformed_versions_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError, match="MM.YYYY"):
+    with pytest.raises(ValueError, match=r"MM\.YYYY"):
         resolve_version("orders", explicit=bad)
