@@ -1,0 +1,282 @@
+"""The main job: run the demo DAG against a local Klar sandbox, on a throw-away Airflow with SQLite.
+
+Steps: start ``klar-sandbox`` on a free loopback port; create a temporary ``AIRFLOW_HOME`` and migrate
+its SQLite database; write a few thousand generated orders (a few deliberately invalid), refunds and
+logistics costs as files; run ``airflow dags test klar_demo`` pointed at the sandbox through
+``AIRFLOW_CONN_KLAR_DEFAULT``; print the upload summaries from XCom and what the sandbox stored; stop
+the sandbox whatever happens. Exits non-zero when the DAG run fails.
+
+Usage: ``make demo`` or ``.venv/bin/python scripts/demo.py [--orders N] [--keep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "dev-token"
+UPLOAD_TASKS = ("upload_orders", "upload_refunds", "upload_logistics_costs")
+RESOURCES = ("orders", "refunds", "logistics-costs")
+
+
+def free_port() -> int:
+    """Return a loopback port that is free now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_json(url: str, *, token: str | None = TOKEN, timeout: float = 5.0) -> Any:
+    """GET ``url`` and decode its JSON body."""
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"null")
+
+
+@contextmanager
+def sandbox(work: Path) -> Iterator[str]:
+    """Run ``klar-sandbox`` as a subprocess on a free port; yield its URL; always stop it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (work / "sandbox.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_klar.sandbox.cli", "--port", str(port), "--token", TOKEN],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(
+                    f"The sandbox exited with code {process.returncode}:\n{tail(work / 'sandbox.log')}"
+                )
+            try:
+                http_json(f"{url}/orders/status", timeout=1)
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"The sandbox did not answer within 60 s:\n{tail(work / 'sandbox.log')}"
+                    ) from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """Return the last ``lines`` lines of a log file."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def write_jsonl(path: Path, records: Iterator[Mapping[str, Any]] | list[dict[str, Any]]) -> int:
+    """Write records as JSON Lines; return how many."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("w") as out:
+        for record in records:
+            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+            count += 1
+    return count
+
+
+def generate_data(data_dir: Path, n_orders: int) -> dict[str, int]:
+    """Write the day's exports the demo DAG reads; return how many records of each kind."""
+    from airflow_provider_klar.sandbox import fake_data
+
+    files = 3
+    per_file = n_orders // files
+    written = 0
+    for part in range(files):
+        n = per_file if part < files - 1 else n_orders - per_file * (files - 1)
+        orders = list(fake_data.fake_orders(n, seed=part, start=written))
+        if part == files - 1:
+            # Two classic mistakes, so the rejected path shows: a tax rate sent as a percentage, and
+            # a timestamp in milliseconds.
+            orders[-1]["lineItems"][0]["taxes"][0]["taxRate"] = 19
+            orders[-2]["createdAt"] = orders[-2]["createdAt"] * 1000
+        write_jsonl(data_dir / "orders" / f"orders-{part + 1:03d}.jsonl", orders)
+        written += n
+
+    n_refunds = max(1, n_orders // 10)
+    write_jsonl(data_dir / "refunds.jsonl", fake_data.fake_refunds(n_refunds, seed=1))
+
+    costs = list(fake_data.fake_logistics_costs(n_orders, seed=2))
+    with (data_dir / "logistics-costs.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for row in costs for k in row)))
+        writer.writeheader()
+        writer.writerows(costs)
+    return {"orders": n_orders, "invalid orders": 2, "refunds": n_refunds, "logistics-costs": len(costs)}
+
+
+def run(cmd: list[str], env: Mapping[str, str], log: Path) -> tuple[int, float]:
+    """Run ``cmd`` with its output appended to ``log``; return the exit code and the seconds it took."""
+    started = time.monotonic()
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        code = subprocess.run(
+            cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, check=False
+        ).returncode
+    return code, time.monotonic() - started
+
+
+def read_xcom(db: Path, dag_id: str) -> tuple[str | None, dict[str, Any]]:
+    """Return the state of the latest run of ``dag_id`` and its tasks' ``return_value`` XComs."""
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+        ).fetchone()
+        if row is None:
+            return None, {}
+        run_id, state = row
+        values: dict[str, Any] = {}
+        for task_id, value in conn.execute(
+            "SELECT task_id, value FROM xcom WHERE dag_id = ? AND run_id = ? AND key = 'return_value'",
+            (dag_id, run_id),
+        ):
+            values[task_id] = json.loads(value) if isinstance(value, (str, bytes)) else value
+        return state, values
+
+
+def print_summaries(summaries: Mapping[str, Any]) -> None:
+    """Print one line per upload task, then the rejected records."""
+    print("\nUpload summaries (XCom of each upload task):")
+    print(
+        f"  {'task':<24}{'resource':<17}{'records':>8}{'batches':>9}"
+        f"{'accepted':>10}{'rejected':>10}{'seconds':>9}"
+    )
+    for task_id in UPLOAD_TASKS:
+        s = summaries.get(task_id)
+        if not isinstance(s, Mapping):
+            print(f"  {task_id:<24}(no summary)")
+            continue
+        print(
+            f"  {task_id:<24}{s.get('resource', '?'):<17}{s.get('records', 0):>8}{s.get('batches', 0):>9}"
+            f"{s.get('accepted', 0):>10}{s.get('rejected', 0):>10}{float(s.get('duration_s') or 0):>9.2f}"
+        )
+    orders = summaries.get("upload_orders")
+    if isinstance(orders, Mapping) and orders.get("rejected"):
+        print(f"  Rejected orders: {', '.join(map(str, orders.get('rejected_ids') or []))}")
+        print(f"  Their errors are in {orders.get('rejected_path')}")
+        rejected_file = Path(str(orders.get("rejected_path") or ""))
+        if rejected_file.is_file():
+            for line in rejected_file.read_text().splitlines()[:4]:
+                entry = json.loads(line)
+                errors = entry.get("errors") or []
+                first = errors[0] if errors else {}
+                print(f"    {entry.get('id')}: {first.get('path')}: {first.get('message')}")
+    status = summaries.get("wait_for_orders")
+    if isinstance(status, Mapping):
+        print(
+            f"\nKlarStatusSensor wait_for_orders: Klar reports total={status.get('total')}, "
+            f"last_batch_count={status.get('last_batch_count')}, last_success={status.get('last_success')}"
+        )
+
+
+def print_sandbox(url: str) -> None:
+    """Print what the sandbox stored, per resource, from its inspection API."""
+    print("\nWhat the Klar sandbox stored:")
+    for resource in RESOURCES:
+        try:
+            answer = http_json(f"{url}/_sandbox/{resource}/count")
+            count = answer.get("count") if isinstance(answer, Mapping) else answer
+        except (urllib.error.URLError, ValueError) as exc:
+            count = f"unavailable ({exc})"
+        print(f"  {resource:<17}{count}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; return the process exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--orders", type=int, default=3000, help="how many orders to generate (default 3000)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder (logs, data, database)"
+    )
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="klar-demo-"))
+    home, data_dir, log = work / "airflow-home", work / "data", work / "airflow.log"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "KLAR_DEMO_DATA_DIR": str(data_dir),
+        "PYTHONWARNINGS": "ignore",
+    }
+    airflow = [sys.executable, "-m", "airflow"]
+    print(f"Working folder: {work}")
+    code = 1
+    try:
+        with sandbox(work) as url:
+            print(f"Klar sandbox listening on {url} (token {TOKEN!r})")
+            env["AIRFLOW_CONN_KLAR_DEFAULT"] = json.dumps(
+                {"conn_type": "klar", "host": url, "password": TOKEN}
+            )
+
+            migrated, seconds = run([*airflow, "db", "migrate"], env, log)
+            if migrated != 0:
+                print(f"`airflow db migrate` failed:\n{tail(log)}")
+                return 1
+            print(f"Migrated a fresh SQLite Airflow database in {seconds:.1f} s")
+
+            counts = generate_data(data_dir, args.orders)
+            print("Generated " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + f" in {data_dir}")
+
+            print("Running `airflow dags test klar_demo` (uploads, then the deferrable sensor)...")
+            code, seconds = run([*airflow, "dags", "test", "klar_demo"], env, log)
+            state, summaries = read_xcom(home / "airflow.db", "klar_demo")
+            print(f"DAG run klar_demo finished in {seconds:.1f} s: {state}")
+            print_summaries(summaries)
+            print_sandbox(url)
+            if code != 0 or state != "success":
+                print(f"\nThe DAG run failed. The end of the Airflow log ({log}):\n{tail(log)}")
+                code = code or 1
+                args.keep = True
+    finally:
+        if args.keep:
+            print(f"\nKept {work} (airflow.log, sandbox.log, data/, airflow-home/)")
+        else:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    if code == 0:
+        print(
+            "\nDone. To send the same DAG to the real Klar, change the klar_default connection "
+            "(see docs/demo.md)."
+        )
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
