@@ -1,0 +1,475 @@
+"""KlarHook: talks HTTP to Klar's Open API (batches, status, connection test).
+
+Connection rules live in :mod:`._connection`, the retry policy in :mod:`._retry` and the reading of
+Klar's many answer shapes in :mod:`._responses`; this module wires them to an ``httpx`` client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import ssl
+import threading
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
+
+import httpx
+from airflow.providers.common.compat.sdk import BaseHook, mask_secret
+
+from airflow_provider_klar import __version__
+from airflow_provider_klar.exceptions import (
+    KlarAuthError,
+    KlarConfigurationError,
+    KlarError,
+    KlarNotFoundError,
+    KlarRequestError,
+    KlarTransientError,
+)
+from airflow_provider_klar.hooks._connection import (
+    CONNECT_TIMEOUT,
+    DEFAULT_BASE_URL,
+    DEFAULT_READ_TIMEOUT,
+    KlarConnectionSettings,
+    settings_from_connection,
+)
+from airflow_provider_klar.hooks._responses import (
+    Scrubber,
+    batch_result_from_response,
+    status_from_response,
+)
+from airflow_provider_klar.hooks._retry import (
+    RETRYABLE_ERRORS,
+    RetryPolicy,
+    TransientFailure,
+    failure_for_response,
+)
+from airflow_provider_klar.resources import MAX_BATCH_SIZE, KlarResource, get_resource, resolve_version
+from airflow_provider_klar.results import KlarBatchResult, KlarStatus
+
+#: Connections kept open per hook; the operator sends batches from several threads at once.
+POOL_SIZE = 16
+USER_AGENT = f"airflow-provider-klar/{__version__}"
+#: ``test_connection`` backs the UI's Test button: answer within seconds rather than retry for minutes.
+_TEST_ATTEMPTS = 2
+_TEST_MAX_WAIT = 5.0
+
+
+class _BearerAuth(httpx.Auth):
+    """Adds ``Authorization: Bearer <token>``; unlike a default header, it keeps the token out of reprs."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(token='***')"
+
+
+class KlarHook(BaseHook):
+    """Send batches to Klar's Open API and read its status.
+
+    One hook holds one pooled HTTP client; it is safe to call :meth:`upload` from several threads at
+    once. Transient failures (network errors, timeouts, 408, 425, 429, 5xx) are retried with
+    ``Retry-After`` or exponential backoff with full jitter.
+
+    :param klar_conn_id: The Airflow connection of type ``klar``: host = base URL, password = token,
+        optional ``extra.api_version`` and ``extra.timeout``.
+    :param api_version: The API version for every resource (``MM.YYYY``); overrides the connection's.
+    :param timeout: Read timeout in seconds; overrides ``extra.timeout`` (default 120 s).
+    :param max_attempts: Attempts per request, the first included.
+    :param max_wait: Longest wait between attempts in seconds; also caps ``Retry-After``.
+    """
+
+    conn_name_attr = "klar_conn_id"
+    default_conn_name = "klar_default"
+    conn_type = "klar"
+    hook_name = "Klar"
+
+    def __init__(
+        self,
+        klar_conn_id: str = default_conn_name,
+        api_version: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_attempts: int = 5,
+        max_wait: float = 60.0,
+    ) -> None:
+        super().__init__()
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}.")
+        self.klar_conn_id = klar_conn_id
+        self.api_version = api_version
+        self.timeout = timeout
+        #: Replace (``dataclasses.replace``) to change attempts, waits, or the sleep function in tests.
+        self.retry_policy = RetryPolicy(max_attempts=max_attempts, max_wait=max_wait)
+        self._lock = threading.Lock()
+        self._settings: KlarConnectionSettings | None = None
+        self._client: httpx.Client | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(klar_conn_id={self.klar_conn_id!r}, api_version={self.api_version!r})"
+
+    # -- connection form (Airflow 2.11 to 3.1; Airflow >= 3.2 reads get_provider_info) -------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hide the fields Klar does not use, label the password "API token", show placeholders."""
+        return {
+            "hidden_fields": ["schema", "login", "port"],
+            "relabeling": {"host": "Base URL", "password": "API token"},
+            "placeholders": {
+                "host": f"{DEFAULT_BASE_URL} (empty: this default; a port may follow the host)",
+                "password": "Token from Klar: Store Settings > Data Sources > Klar Api > Access Token",
+                "api_version": "e.g. 07.2025 (empty: the newest known version of each resource)",
+                "timeout": f"{int(DEFAULT_READ_TIMEOUT)}",
+                "extra": '{"api_version": {"orders": "07.2025", "refunds": "12.2022"}, "timeout": 120}',
+            },
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Return the form fields for ``extra.api_version`` and ``extra.timeout`` (Airflow < 3.2)."""
+        # Imported here: the web server has these packages, workers and the triggerer may not.
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import IntegerField, StringField
+        from wtforms.validators import NumberRange, Optional, Regexp
+
+        return {
+            "api_version": StringField(
+                lazy_gettext("API version"),
+                widget=BS3TextFieldWidget(),
+                validators=[Optional(), Regexp(r"^(0[1-9]|1[0-2])\.\d{4}$", message="Use MM.YYYY.")],
+                description="One version for every resource; per resource: an object in Extra.",
+            ),
+            "timeout": IntegerField(
+                lazy_gettext("Read timeout (seconds)"),
+                widget=BS3TextFieldWidget(),
+                validators=[Optional(), NumberRange(min=1)],
+            ),
+        }
+
+    # -- settings and clients ---------------------------------------------------------------------
+
+    def _settings_from(self, conn: Any) -> KlarConnectionSettings:
+        settings = settings_from_connection(conn)
+        # Registered before anything could log it: from here on Airflow's masker redacts the token.
+        mask_secret(settings.token)
+        return settings
+
+    @property
+    def settings(self) -> KlarConnectionSettings:
+        """The checked settings of the connection, read once (lazily: no I/O in ``__init__``)."""
+        if self._settings is None:
+            with self._lock:
+                if self._settings is None:
+                    self._settings = self._settings_from(self.get_connection(self.klar_conn_id))
+        return self._settings
+
+    async def _asettings(self) -> KlarConnectionSettings:
+        if self._settings is None:
+            getter = getattr(type(self), "aget_connection", None)
+            if getter is not None:
+                conn = await getter(self.klar_conn_id)
+            else:  # Airflow 2 has no async connection lookup.
+                conn = await asyncio.to_thread(self.get_connection, self.klar_conn_id)
+            settings = self._settings_from(conn)
+            with self._lock:
+                if self._settings is None:
+                    self._settings = settings
+        return self._settings
+
+    @property
+    def base_url(self) -> str:
+        """The base URL of the Klar API, from the connection (default ``https://open-api.getklar.com``)."""
+        return self.settings.base_url
+
+    def api_version_for(self, resource: str) -> str:
+        """Return the API version used for ``resource``: the hook's argument, the connection's, the default.
+
+        :param resource: A Klar resource name such as ``orders``.
+        :raises KlarConfigurationError: For an unknown resource or a version not of the form ``MM.YYYY``.
+        """
+        try:
+            return resolve_version(resource, self.api_version, self.settings.api_version)
+        except ValueError as err:
+            raise KlarConfigurationError(f"{err} (connection {self.klar_conn_id!r})") from None
+
+    def _client_kwargs(self, settings: KlarConnectionSettings) -> dict[str, Any]:
+        if self._ssl_context is None:
+            # One verifying context per hook: building one costs milliseconds, so the async path reuses it.
+            self._ssl_context = httpx.create_ssl_context()
+        read = self.timeout or settings.timeout or DEFAULT_READ_TIMEOUT
+        return {
+            "base_url": settings.base_url,
+            "auth": _BearerAuth(settings.token),
+            "headers": {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            "timeout": httpx.Timeout(read, connect=CONNECT_TIMEOUT),
+            "limits": httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
+            "verify": self._ssl_context,
+            # A redirect would be a misconfigured base URL; following it could replay a POST elsewhere.
+            "follow_redirects": False,
+        }
+
+    def get_conn(self) -> httpx.Client:
+        """Return the hook's pooled, thread-safe ``httpx.Client`` (created on first use)."""
+        if self._client is None:
+            settings = self.settings
+            with self._lock:
+                if self._client is None:
+                    self._client = httpx.Client(**self._client_kwargs(settings))
+        return self._client
+
+    def close(self) -> None:
+        """Close the HTTP client and its connections; the hook makes a new one if used again."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> KlarHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _scrubber(self) -> Scrubber:
+        return Scrubber(self.settings.token if self._settings else None)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> httpx.Response:
+        client = self.get_conn()
+        policy = policy or self.retry_policy
+        what = f"{method} {path}"
+
+        def attempt() -> httpx.Response:
+            try:
+                response = client.request(method, path, params=params, content=content)
+            except RETRYABLE_ERRORS as err:
+                raise TransientFailure(f"{type(err).__name__}: {err}") from None
+            except httpx.HTTPError as err:
+                raise KlarRequestError(
+                    f"Could not send {what} to {self.base_url}: {type(err).__name__}: {err}. "
+                    f"Check the host of connection {self.klar_conn_id!r}."
+                ) from None
+            failure = failure_for_response(response, now=policy.clock())
+            if failure is not None:
+                raise failure
+            return response
+
+        return policy.call(attempt, what=what, log=self.log)
+
+    def _resource(self, resource: str) -> KlarResource:
+        try:
+            return get_resource(resource)
+        except ValueError as err:
+            raise KlarConfigurationError(str(err)) from None
+
+    def upload(
+        self,
+        resource: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        encoded: Sequence[bytes] | None = None,
+    ) -> KlarBatchResult:
+        """Store one batch: ``POST /<version>/<resource>/json``; one outcome per record.
+
+        :param resource: A Klar resource name such as ``orders``.
+        :param records: At most 1000 JSON-ready dicts (camelCase); their ids name the outcomes.
+        :param encoded: The same records already serialized to JSON, one ``bytes`` per record.
+        :raises ValueError: For an empty batch or more than 1000 records (before any request).
+        :raises KlarAuthError: On 401/403. :raises KlarNotFoundError: On 404.
+        :raises KlarTransientError: When every attempt failed transiently.
+        :raises KlarRequestError: When Klar refused the batch for no reason tied to a record.
+        :raises KlarResponseError: When Klar's answer cannot be mapped to the records.
+        """
+        return self._send_batch("upload", resource, records, encoded)
+
+    def validate(
+        self,
+        resource: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        encoded: Sequence[bytes] | None = None,
+    ) -> KlarBatchResult:
+        """Check one batch without storing it: ``POST /<version>/<resource>/validate``.
+
+        :param resource: A Klar resource with a validate endpoint (not ``transaction-costs``).
+        :param records: At most 1000 JSON-ready dicts (camelCase).
+        :param encoded: The same records already serialized to JSON, one ``bytes`` per record.
+        :raises KlarConfigurationError: When the resource has no validate endpoint.
+        """
+        return self._send_batch("validate", resource, records, encoded)
+
+    def _send_batch(
+        self,
+        mode: str,
+        resource: str,
+        records: Sequence[Mapping[str, Any]],
+        encoded: Sequence[bytes] | None,
+    ) -> KlarBatchResult:
+        row = self._resource(resource)
+        if mode == "validate" and not row.has_validate:
+            raise KlarConfigurationError(
+                f"Klar has no /validate endpoint for {row.name}: use mode='upload', or validate locally."
+            )
+        parts = _encode_batch(row, records, encoded)
+        version = self.api_version_for(row.name)
+        wrapper = row.wrapper(mode)
+        body = b"[" + b",".join(parts) + b"]"
+        if wrapper is not None:
+            body = b"{" + json.dumps(wrapper).encode() + b":" + body + b"}"
+        path = row.path(version, mode)
+        response = self._request("POST", path, params=row.query, content=body)
+        ids = [_record_id(record, row.id_field) for record in records]
+        result = batch_result_from_response(
+            response,
+            resource=row,
+            version=version,
+            mode=mode,
+            ids=ids,
+            conn_id=self.klar_conn_id,
+            base_url=self.base_url,
+            scrub=self._scrubber(),
+            log=self.log,
+        )
+        self.log.debug(
+            "Klar answered %d to %d %s records: %d accepted, %d rejected, %d not stored.",
+            result.status_code,
+            len(records),
+            row.name,
+            result.accepted_count,
+            len(result.rejected),
+            len(result.not_stored),
+        )
+        return result
+
+    # -- status -----------------------------------------------------------------------------------
+
+    def get_status(self, resource: str) -> KlarStatus:
+        """Read Klar's status object for ``resource``: ``GET /<resource>/status``.
+
+        :param resource: A Klar resource name such as ``orders``.
+        :raises KlarAuthError: On 401/403. :raises KlarNotFoundError: On 404.
+        :raises KlarTransientError: When every attempt failed transiently.
+        :raises KlarResponseError: When the answer is not a status object.
+        """
+        return self._get_status(resource, self.retry_policy)
+
+    def _get_status(self, resource: str, policy: RetryPolicy) -> KlarStatus:
+        row = self._resource(resource)
+        response = self._request("GET", row.status_path, policy=policy)
+        return status_from_response(
+            response,
+            resource=row,
+            conn_id=self.klar_conn_id,
+            base_url=self.base_url,
+            scrub=self._scrubber(),
+        )
+
+    async def aget_status(self, resource: str) -> KlarStatus:
+        """Asynchronous :meth:`get_status`, for triggers: never blocks the event loop.
+
+        :param resource: A Klar resource name such as ``orders``.
+        """
+        row = self._resource(resource)
+        settings = await self._asettings()
+        policy = self.retry_policy
+        what = f"GET {row.status_path}"
+        # A client per call: the triggerer may run each poll on another event loop, and polls are
+        # minutes apart, so a kept-alive pool would buy nothing.
+        async with httpx.AsyncClient(**self._client_kwargs(settings)) as client:
+
+            async def attempt() -> httpx.Response:
+                try:
+                    response = await client.get(row.status_path)
+                except RETRYABLE_ERRORS as err:
+                    raise TransientFailure(f"{type(err).__name__}: {err}") from None
+                except httpx.HTTPError as err:
+                    raise KlarRequestError(
+                        f"Could not send {what} to {settings.base_url}: {type(err).__name__}: {err}."
+                    ) from None
+                failure = failure_for_response(response, now=policy.clock())
+                if failure is not None:
+                    raise failure
+                return response
+
+            response = await policy.acall(attempt, what=what, log=self.log)
+        return status_from_response(
+            response,
+            resource=row,
+            conn_id=self.klar_conn_id,
+            base_url=settings.base_url,
+            scrub=Scrubber(settings.token),
+        )
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Read ``/orders/status`` and say whether the connection works, and if not, why. Never raises."""
+        policy = dataclasses.replace(
+            self.retry_policy,
+            max_attempts=min(self.retry_policy.max_attempts, _TEST_ATTEMPTS),
+            max_wait=min(self.retry_policy.max_wait, _TEST_MAX_WAIT),
+        )
+        try:
+            status = self._get_status("orders", policy)
+        except KlarAuthError as err:
+            return False, f"Bad token: {err}"
+        except KlarNotFoundError as err:
+            return False, f"Wrong URL or version: {err}"
+        except KlarTransientError as err:
+            return False, f"Klar is unreachable: {err}"
+        except KlarError as err:
+            return False, str(err)
+        except Exception as err:  # the Test button must show a message, not a stack trace
+            return False, self._scrubber()(f"Unexpected error: {type(err).__name__}: {err}")
+        return True, f"Connected: {status.total} orders received so far"
+
+
+def _record_id(record: Mapping[str, Any], id_field: str) -> str | None:
+    value = record.get(id_field) if isinstance(record, Mapping) else getattr(record, id_field, None)
+    return None if value is None else str(value)
+
+
+def _encode_batch(
+    row: KlarResource, records: Sequence[Mapping[str, Any]], encoded: Sequence[bytes] | None
+) -> list[bytes]:
+    count = len(records)
+    if count == 0:
+        raise ValueError(f"No {row.name} records to send: a batch needs at least one record.")
+    if count > MAX_BATCH_SIZE:
+        raise ValueError(
+            f"{count} {row.name} records in one batch; Klar takes at most {MAX_BATCH_SIZE} per request."
+        )
+    if encoded is not None:
+        if len(encoded) != count:
+            raise ValueError(f"encoded has {len(encoded)} items but records has {count}; they must match.")
+        return [bytes(part) for part in encoded]
+    parts = []
+    for index, record in enumerate(records):
+        try:
+            text = json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            parts.append(text.encode())
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"Record {index} (id {_record_id(record, row.id_field)}) of the {row.name} batch cannot be "
+                f"sent as JSON: {err}."
+            ) from None
+    return parts
