@@ -1,0 +1,16 @@
+"""The upload pipeline's parts: source readers, the rejected-records writer and checkpoint stores.
+
+Importing this package does no I/O; every reader opens its files only when iterated.
+"""
+
+from __future__ import annotations
+
+from airflow_provider_klar.upload.sources import (
+    SourceRecord,
+    detect_format,
+    iter_path,
+    iter_records,
+    resolve_paths,
+)
+
+__all__ = ["SourceRecord", "detect_format", "iter_path", "iter_records", "resolve_paths"]

@@ -1,0 +1,41 @@
+"""The one type every reader yields (kept apart so that the format modules need not import each other)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One record read from a source, or the reason one line of it could not be read.
+
+    :param position: 0-based index over the whole source, across files, in reading order; malformed
+        lines take a position too, blank lines do not.
+    :param source: Where the record came from: the file (path or URL without connection id or
+        credentials), or ``"records"`` for ``records=``.
+    :param line: 1-based line number in JSON Lines and CSV files (a CSV row's first line); the 0-based
+        item index in JSON array files and in ``records=``.
+    :param record: The parsed record (a dict, or the pydantic model given in ``records=``); ``None``
+        when malformed.
+    :param error: Why the line could not be read, starting with where it is
+        (``"line 17: invalid JSON: Expecting ',' delimiter at column 35"``); ``None`` when fine.
+    :param raw: For a malformed line, its text (cut to 10,000 characters) for the rejected file.
+    """
+
+    position: int
+    source: str
+    line: int | None
+    record: Any
+    error: str | None = None
+    raw: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the record was read (it may still be invalid for Klar)."""
+        return self.error is None
+
+
+def cut(text: str, limit: int = 10_000) -> str:
+    """Return ``text`` cut to ``limit`` characters, marking the cut with ``...``."""
+    return text if len(text) <= limit else text[:limit] + "..."

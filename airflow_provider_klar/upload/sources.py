@@ -1,0 +1,300 @@
+"""Source readers: turn ``records=`` or ``path=`` into a lazy stream of :class:`SourceRecord`.
+
+Every reader is a generator that holds one record (one line, one CSV row, one array item) at a time,
+so memory stays flat whatever the file size. A line that cannot be parsed is not an exception but a
+:class:`SourceRecord` with :attr:`~SourceRecord.error` set and its line number, so the operator can count
+it as rejected and carry on with the next line.
+
+Configuration mistakes (no file matches the pattern, an unknown extension, CSV for a nested resource)
+raise :class:`~airflow_provider_klar.exceptions.KlarConfigurationError` when :func:`iter_path` is
+called, before a single record is read.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, Any
+
+from airflow_provider_klar.exceptions import KlarConfigurationError
+from airflow_provider_klar.upload._csv import iter_csv
+from airflow_provider_klar.upload._json import iter_json_array, iter_json_lines
+from airflow_provider_klar.upload._record import SourceRecord, cut
+
+__all__ = [
+    "FORMATS",
+    "SourceRecord",
+    "detect_format",
+    "display_name",
+    "iter_path",
+    "iter_records",
+    "iter_stream",
+    "resolve_paths",
+]
+
+#: The file formats the readers understand.
+FORMATS = ("jsonl", "json", "csv")
+
+_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
+_FORMAT_ALIASES = {"jsonl": "jsonl", "ndjson": "jsonl", "jsonlines": "jsonl", "json": "json", "csv": "csv"}
+_LOCAL_PROTOCOLS = ("", "file", "local")
+
+
+def _record_type_error(item: Any) -> str | None:
+    if isinstance(item, Mapping) or _is_model(item):
+        return None
+    return f"expected a dict or a pydantic model, got {type(item).__name__}"
+
+
+def _is_model(item: Any) -> bool:
+    # Duck-typed so that importing pydantic is not needed here (and pydantic v1 models still pass).
+    return hasattr(item, "model_dump") or (hasattr(item, "dict") and hasattr(item, "__fields__"))
+
+
+def iter_records(records: Iterable[Any]) -> Iterator[SourceRecord]:
+    """Yield the records of ``records=`` one by one, without copying the iterable.
+
+    Works with a list, any iterable or generator, and the lazy sequence Airflow 3 hands over for an
+    ``XComArg``. An item that is neither a mapping nor a pydantic model becomes an error record.
+
+    :param records: The records, dicts or pydantic models.
+    :raises KlarConfigurationError: When ``records`` is a single dict, a string or not iterable.
+    """
+    if records is None or isinstance(records, (str, bytes, Mapping)) or _is_model(records):
+        raise KlarConfigurationError(
+            f"records must be an iterable of records (a list of dicts or models), got "
+            f"{type(records).__name__}; wrap a single record in a list."
+        )
+    try:
+        iterator = iter(records)
+    except TypeError:
+        raise KlarConfigurationError(
+            f"records must be an iterable of records, got {type(records).__name__}."
+        ) from None
+    return _iter_records(iterator)
+
+
+def _iter_records(iterator: Iterator[Any]) -> Iterator[SourceRecord]:
+    for index, item in enumerate(iterator):
+        problem = _record_type_error(item)
+        if problem is None:
+            yield SourceRecord(index, "records", index, item)
+        else:
+            yield SourceRecord(index, "records", index, None, f"item {index}: {problem}", cut(repr(item)))
+
+
+def detect_format(name: str, file_format: str | None = None) -> tuple[str, bool]:
+    """Return ``(format, gzipped)`` for a file name: ``format`` is ``jsonl``, ``json`` or ``csv``.
+
+    :param name: The file name or path; a trailing ``.gz`` means gzip-compressed.
+    :param file_format: Overrides the extension: ``jsonl`` (or ``ndjson``), ``json`` or ``csv``,
+        optionally with ``.gz`` (``jsonl.gz``) to force decompression.
+    :raises KlarConfigurationError: When neither the extension nor ``file_format`` names a format.
+    """
+    lowered = str(name).lower()
+    gzipped = lowered.endswith(".gz")
+    stem = lowered[:-3] if gzipped else lowered
+    if file_format:
+        wanted = file_format.lower().strip().lstrip(".")
+        if wanted.endswith(".gz"):
+            gzipped, wanted = True, wanted[:-3]
+        try:
+            return _FORMAT_ALIASES[wanted], gzipped
+        except KeyError:
+            raise KlarConfigurationError(
+                f"Unknown file_format {file_format!r}; use one of jsonl, json, csv (optionally with .gz)."
+            ) from None
+    for extension, fmt in _EXTENSIONS.items():
+        if stem.endswith(extension):
+            return fmt, gzipped
+    raise KlarConfigurationError(
+        f"Cannot tell the format of {name!r} from its extension; name it .jsonl, .ndjson, .json or .csv "
+        f"(optionally .gz), or pass file_format."
+    )
+
+
+def _object_storage_path() -> type:
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    return ObjectStoragePath
+
+
+def _as_path(path: Any, conn_id: str | None) -> Any:
+    osp: Any = _object_storage_path()
+    if isinstance(path, osp):
+        if conn_id and not path.conn_id:
+            return osp(str(path), conn_id=conn_id)
+        return path
+    text = os.fspath(path)
+    if "://" not in text:
+        # A plain local path; absolute so that the file list and the `source` names are unambiguous.
+        text = os.path.abspath(os.path.expanduser(text))
+    return osp(text, conn_id=conn_id) if conn_id else osp(text)
+
+
+def display_name(path: Any) -> str:
+    """Return a path's URL without connection id or credentials (a plain path for local files).
+
+    :param path: An ``ObjectStoragePath``.
+    """
+    if path.protocol in _LOCAL_PROTOCOLS:
+        return str(path.path)
+    return f"{path.protocol}://{str(path.path).lstrip('/')}"
+
+
+def _filesystem(path: Any) -> Any:
+    try:
+        return path.fs
+    except ValueError as exc:
+        # Airflow knows only file:// by itself; s3://, gs://... come with their providers.
+        raise KlarConfigurationError(
+            f"No filesystem for {path.protocol}:// ({exc}). Install the provider that brings it "
+            f"(apache-airflow-providers-amazon for s3://, -google for gs://, -microsoft-azure for abfs://) "
+            f"or attach one with airflow.sdk.io.attach()."
+        ) from exc
+
+
+def _hidden(relative: str) -> bool:
+    # Hadoop/Spark convention: _SUCCESS, _committed_*, .part-0000.crc are bookkeeping, not data.
+    return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
+
+
+def resolve_paths(path: str | os.PathLike[str] | Any, *, conn_id: str | None = None) -> list[Any]:
+    """Expand ``path`` into the files to read, in a stable (sorted) order.
+
+    ``path`` is a local path, a URL any Airflow object storage understands (``file://``, ``s3://``,
+    ``gs://``, ``memory://`` once attached ...) or an ``ObjectStoragePath``. A glob (``*``, ``?``,
+    ``[...]``, ``**``) means every matching file; a folder means every file below it, recursively.
+    In both cases names starting with ``_`` or ``.`` (``_SUCCESS``, ``.crc``) are skipped.
+
+    :param path: The file, folder or pattern.
+    :param conn_id: The Airflow connection for the object storage, when the URL does not name one.
+    :raises KlarConfigurationError: When nothing matches, naming the pattern.
+    """
+    osp = _object_storage_path()
+    base = _as_path(path, conn_id)
+    fs = _filesystem(base)
+    shown = display_name(base)
+    target = str(base.path)
+
+    def rebuild(found: str) -> Any:
+        if base.protocol in _LOCAL_PROTOCOLS:
+            return osp(found)
+        url = f"{base.protocol}://{found.lstrip('/') if base.protocol != 'memory' else found}"
+        return osp(url, conn_id=base.conn_id) if base.conn_id else osp(url)
+
+    if glob.has_magic(target):
+        matches = fs.glob(target, detail=True)
+        prefix = target[: min(target.index(c) for c in "*?[" if c in target)].rsplit("/", 1)[0]
+        files = sorted(
+            name
+            for name, info in matches.items()
+            if info.get("type") == "file" and not _hidden(name[len(prefix) :])
+        )
+        if not files:
+            raise KlarConfigurationError(f"No file matches the pattern {shown!r}.")
+        return [rebuild(name) for name in files]
+    if fs.isdir(target):
+        found = fs.find(target, withdirs=False)
+        files = sorted(name for name in found if not _hidden(name[len(target.rstrip("/")) :]))
+        if not files:
+            raise KlarConfigurationError(f"The folder {shown!r} holds no data file.")
+        return [rebuild(name) for name in files]
+    if not fs.exists(target):
+        raise KlarConfigurationError(f"No file at {shown!r}.")
+    return [base]
+
+
+def iter_stream(
+    stream: IO[bytes],
+    file_format: str,
+    *,
+    gzipped: bool = False,
+    source: str = "stream",
+    start: int = 0,
+    resource: str = "orders",
+    api_version: str | None = None,
+) -> Iterator[SourceRecord]:
+    """Read one open binary stream record by record.
+
+    :param stream: A binary file object, positioned at the start.
+    :param file_format: ``jsonl``, ``json`` or ``csv``.
+    :param gzipped: Whether to decompress the stream with gzip while reading.
+    :param source: The name given to :attr:`SourceRecord.source`.
+    :param start: The position of the first record (the count of records read from earlier files).
+    :param resource: The Klar resource, used by CSV to type its columns.
+    :param api_version: The API version, used by CSV to type its columns (default: the resource's).
+    """
+    fmt = _FORMAT_ALIASES.get(file_format, file_format)
+    if fmt not in FORMATS:
+        raise KlarConfigurationError(f"Unknown file format {file_format!r}; use one of {', '.join(FORMATS)}.")
+    body: IO[bytes] = gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream  # type: ignore[assignment]
+    if fmt == "jsonl":
+        return iter_json_lines(body, source, start)
+    if fmt == "json":
+        return iter_json_array(body, source, start)
+    return iter_csv(body, source, start, resource, api_version)
+
+
+def _check_csv_resource(resource: str) -> None:
+    from airflow_provider_klar.resources import RESOURCES, get_resource
+
+    try:
+        row = get_resource(resource)
+    except ValueError as exc:
+        raise KlarConfigurationError(str(exc)) from None
+    if not row.flat:
+        flat = ", ".join(name for name, r in RESOURCES.items() if r.flat)
+        raise KlarConfigurationError(
+            f"CSV files are only for the flat resources ({flat}); {resource} records are nested: "
+            f"use JSON Lines (.jsonl) or a JSON array (.json)."
+        )
+
+
+def iter_path(
+    path: str | os.PathLike[str] | Any,
+    *,
+    file_format: str | None = None,
+    resource: str = "orders",
+    conn_id: str | None = None,
+    api_version: str | None = None,
+) -> Iterator[SourceRecord]:
+    """Read every file of ``path`` (see :func:`resolve_paths`) record by record, in order.
+
+    The file list and every file's format are checked now, so a wrong path or extension fails before
+    anything is read; the records themselves are read lazily as the iterator is consumed.
+
+    :param path: A file, folder or glob, local or in object storage.
+    :param file_format: ``jsonl``, ``json`` or ``csv`` for every file, overriding the extensions.
+    :param resource: The Klar resource; CSV is allowed only for flat ones and typed by its model.
+    :param conn_id: The Airflow connection for the object storage, when the URL does not name one.
+    :param api_version: The API version whose model types the CSV columns (default: the resource's).
+    :raises KlarConfigurationError: When nothing matches, a format is unknown, or CSV is used for a
+        nested resource.
+    """
+    paths = resolve_paths(path, conn_id=conn_id)
+    plan = [(p, *detect_format(display_name(p), file_format)) for p in paths]
+    if any(fmt == "csv" for _, fmt, _ in plan):
+        _check_csv_resource(resource)
+    return _iter_files(plan, resource, api_version)
+
+
+def _iter_files(
+    plan: list[tuple[Any, str, bool]], resource: str, api_version: str | None
+) -> Iterator[SourceRecord]:
+    position = 0
+    for path, fmt, gzipped in plan:
+        with path.open("rb") as stream:
+            for item in iter_stream(
+                stream,
+                fmt,
+                gzipped=gzipped,
+                source=display_name(path),
+                start=position,
+                resource=resource,
+                api_version=api_version,
+            ):
+                position += 1
+                yield item
