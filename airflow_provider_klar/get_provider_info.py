@@ -1,10 +1,17 @@
-"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``)."""
+"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``).
+
+The connection form is declared here (``conn-fields`` and ``ui-field-behaviour``, read by Airflow >= 3.2
+without importing the hook) and in ``KlarHook.get_ui_field_behaviour`` /
+``get_connection_form_widgets`` (read by Airflow 2.11 to 3.1). Keep the two in step.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from airflow_provider_klar import __version__
+
+_INTEGRATION = "Klar"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -14,7 +21,45 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Klar",
         "description": "Upload orders, refunds and cost data to `Klar <https://getklar.com>`__.",
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": _INTEGRATION,
+                "external-doc-url": "https://help.getklar.com/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_klar.hooks.klar"]}],
         "connection-types": [
-            {"hook-class-name": "airflow_provider_klar.hooks.klar.KlarHook", "connection-type": "klar"}
+            {
+                "hook-class-name": "airflow_provider_klar.hooks.klar.KlarHook",
+                "hook-name": "Klar",
+                "connection-type": "klar",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "port"],
+                    "relabeling": {"host": "Base URL", "password": "API token"},
+                    "placeholders": {
+                        "host": "https://open-api.getklar.com (the default; a :port may follow)",
+                        "password": "Klar: Store Settings > Data Sources > Klar Api > Access Token",
+                        "api_version": "e.g. 07.2025 (empty: each resource's newest known version)",
+                        "timeout": "120",
+                        "extra": '{"api_version": {"orders": "07.2025", "refunds": "12.2022"}}',
+                    },
+                },
+                "conn-fields": {
+                    "api_version": {
+                        "label": "API version",
+                        "description": (
+                            "One version (MM.YYYY) for every resource; leave empty for each resource's "
+                            "newest known version. A version per resource goes in Extra as an object."
+                        ),
+                        "schema": {"type": ["string", "null"], "pattern": r"^(0[1-9]|1[0-2])\.[0-9]{4}$"},
+                    },
+                    "timeout": {
+                        "label": "Read timeout (seconds)",
+                        "description": "How long to wait for Klar's answer to one request (default 120).",
+                        "schema": {"type": ["number", "null"], "minimum": 1},
+                    },
+                },
+            }
         ],
     }

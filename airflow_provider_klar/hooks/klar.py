@@ -28,7 +28,6 @@ from airflow_provider_klar.exceptions import (
 )
 from airflow_provider_klar.hooks._connection import (
     CONNECT_TIMEOUT,
-    DEFAULT_BASE_URL,
     DEFAULT_READ_TIMEOUT,
     KlarConnectionSettings,
     settings_from_connection,
@@ -119,16 +118,18 @@ class KlarHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Hide the fields Klar does not use, label the password "API token", show placeholders."""
+        # One source of truth: the declarative form in get_provider_info (read by Airflow >= 3.2).
+        from airflow_provider_klar.get_provider_info import get_provider_info
+
+        (declared,) = (
+            c["ui-field-behaviour"]
+            for c in get_provider_info()["connection-types"]
+            if c["connection-type"] == cls.conn_type
+        )
         return {
-            "hidden_fields": ["schema", "login", "port"],
-            "relabeling": {"host": "Base URL", "password": "API token"},
-            "placeholders": {
-                "host": f"{DEFAULT_BASE_URL} (empty: this default; a port may follow the host)",
-                "password": "Token from Klar: Store Settings > Data Sources > Klar Api > Access Token",
-                "api_version": "e.g. 07.2025 (empty: the newest known version of each resource)",
-                "timeout": f"{int(DEFAULT_READ_TIMEOUT)}",
-                "extra": '{"api_version": {"orders": "07.2025", "refunds": "12.2022"}, "timeout": 120}',
-            },
+            "hidden_fields": list(declared["hidden-fields"]),
+            "relabeling": dict(declared["relabeling"]),
+            "placeholders": dict(declared["placeholders"]),
         }
 
     @classmethod
