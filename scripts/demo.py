@@ -15,69 +15,50 @@ import argparse
 import csv
 import json
 import os
-import socket
+import re
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_klar.sandbox import SandboxClient
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "dev-token"
+LISTENING = re.compile(r"listening on (?P<url>http://\S+)")
 UPLOAD_TASKS = ("upload_orders", "upload_refunds", "upload_logistics_costs")
 RESOURCES = ("orders", "refunds", "logistics-costs")
 
 
-def free_port() -> int:
-    """Return a loopback port that is free now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_json(url: str, *, token: str | None = TOKEN, timeout: float = 5.0) -> Any:
-    """GET ``url`` and decode its JSON body."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read() or b"null")
-
-
 @contextmanager
-def sandbox(work: Path) -> Iterator[str]:
-    """Run ``klar-sandbox`` as a subprocess on a free port; yield its URL; always stop it."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (work / "sandbox.log").open("w")
+def sandbox(work: Path) -> Iterator[SandboxClient]:
+    """Run ``klar-sandbox`` as a subprocess on a free port; yield a client for it; always stop it."""
+    from airflow_provider_klar.sandbox import SandboxClient
+
+    log_path = work / "sandbox.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_klar.sandbox.cli", "--port", str(port), "--token", TOKEN],
+        [sys.executable, "-m", "airflow_provider_klar.sandbox.cli", "--port", "0", "--token", TOKEN],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
+        # The command's first line names its URL: "Klar sandbox listening on http://127.0.0.1:<port> ...".
         deadline = time.monotonic() + 60
-        while True:
+        while (found := LISTENING.search(log_path.read_text(errors="replace"))) is None:
             if process.poll() is not None:
-                raise SystemExit(
-                    f"The sandbox exited with code {process.returncode}:\n{tail(work / 'sandbox.log')}"
-                )
-            try:
-                http_json(f"{url}/orders/status", timeout=1)
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise SystemExit(
-                        f"The sandbox did not answer within 60 s:\n{tail(work / 'sandbox.log')}"
-                    ) from None
-                time.sleep(0.2)
-        yield url
+                raise SystemExit(f"The sandbox exited with code {process.returncode}:\n{tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"The sandbox did not start within 60 s:\n{tail(log_path)}")
+            time.sleep(0.1)
+        with SandboxClient(found["url"], TOKEN) as client:
+            yield client.wait_ready()
     finally:
         process.terminate()
         try:
@@ -120,7 +101,8 @@ def generate_data(data_dir: Path, n_orders: int) -> dict[str, int]:
         if part == files - 1:
             # Two classic mistakes, so the rejected path shows: a tax rate sent as a percentage, and
             # a timestamp in milliseconds.
-            orders[-1]["lineItems"][0]["taxes"][0]["taxRate"] = 19
+            taxed = next(item for item in orders[-1]["lineItems"] if item.get("taxes"))
+            taxed["taxes"][0]["taxRate"] = round(taxed["taxes"][0]["taxRate"] * 100, 2)
             orders[-2]["createdAt"] = orders[-2]["createdAt"] * 1000
         write_jsonl(data_dir / "orders" / f"orders-{part + 1:03d}.jsonl", orders)
         written += n
@@ -201,16 +183,12 @@ def print_summaries(summaries: Mapping[str, Any]) -> None:
         )
 
 
-def print_sandbox(url: str) -> None:
+def print_sandbox(client: SandboxClient) -> None:
     """Print what the sandbox stored, per resource, from its inspection API."""
-    print("\nWhat the Klar sandbox stored:")
-    for resource in RESOURCES:
-        try:
-            answer = http_json(f"{url}/_sandbox/{resource}/count")
-            count = answer.get("count") if isinstance(answer, Mapping) else answer
-        except (urllib.error.URLError, ValueError) as exc:
-            count = f"unavailable ({exc})"
-        print(f"  {resource:<17}{count}")
+    counts = client.counts()
+    print("\nWhat the Klar sandbox stored (distinct records per resource):")
+    for resource, count in counts.items():
+        print(f"  {resource:<19}{count:>6}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Working folder: {work}")
     code = 1
     try:
-        with sandbox(work) as url:
+        with sandbox(work) as client:
+            url = client.url
             print(f"Klar sandbox listening on {url} (token {TOKEN!r})")
             env["AIRFLOW_CONN_KLAR_DEFAULT"] = json.dumps(
                 {"conn_type": "klar", "host": url, "password": TOKEN}
@@ -258,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             state, summaries = read_xcom(home / "airflow.db", "klar_demo")
             print(f"DAG run klar_demo finished in {seconds:.1f} s: {state}")
             print_summaries(summaries)
-            print_sandbox(url)
+            print_sandbox(client)
             if code != 0 or state != "success":
                 print(f"\nThe DAG run failed. The end of the Airflow log ({log}):\n{tail(log)}")
                 code = code or 1
