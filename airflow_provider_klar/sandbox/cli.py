@@ -1,0 +1,96 @@
+"""``klar-sandbox``: serve the local Klar sandbox until interrupted.
+
+Example::
+
+    klar-sandbox --port 8765 --token dev-token --db /tmp/klar.db --latency-ms 50 --rate-limit 20/s
+
+With ``--port 0`` a free port is chosen; the first line printed names the URL
+(``Klar sandbox listening on http://127.0.0.1:<port>``), so a script can read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+
+from airflow_provider_klar.sandbox.faults import parse_rate
+
+
+def _rate(text: str) -> float | None:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="klar-sandbox",
+        description="A local stand-in for Klar's Open API (orders, refunds, cogs, logistics and "
+        "transaction costs), validating with airflow-provider-klar's models. OpenAPI at /docs.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
+    parser.add_argument("--token", default="dev-token", help="bearer token to require (default: dev-token)")
+    parser.add_argument(
+        "--db", default=None, help="SQLite file to keep records across restarts (default: memory)"
+    )
+    parser.add_argument("--latency-ms", type=float, default=0, help="delay added to every Klar request")
+    parser.add_argument("--fail-rate", type=float, default=0, help="probability (0-1) of a random 500/503")
+    parser.add_argument(
+        "--drop-rate", type=float, default=0, help="probability (0-1) of closing the connection"
+    )
+    parser.add_argument("--rate-limit", type=_rate, default=None, help="requests allowed, e.g. 10/s or 600/m")
+    parser.add_argument("--retry-after", type=float, default=1, help="Retry-After seconds sent with 429")
+    parser.add_argument("--seed", type=int, default=None, help="seed for the random faults")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sandbox in the foreground until SIGINT or SIGTERM.
+
+    :param argv: Arguments (default: ``sys.argv[1:]``).
+    :returns: The exit status.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        import uvicorn
+
+        from airflow_provider_klar.sandbox.app import create_app
+    except ImportError as exc:
+        print(
+            f"klar-sandbox needs FastAPI and uvicorn ({exc}); install airflow-provider-klar[sandbox].",
+            file=sys.stderr,
+        )
+        return 2
+    app = create_app(
+        token=args.token,
+        db=args.db,
+        latency_ms=args.latency_ms,
+        fail_rate=args.fail_rate,
+        rate_limit=args.rate_limit,
+        drop_rate=args.drop_rate,
+        retry_after=args.retry_after,
+        seed=args.seed,
+    )
+    try:
+        sock = socket.create_server((args.host, args.port))
+    except OSError as exc:
+        print(f"klar-sandbox cannot listen on {args.host}:{args.port}: {exc.strerror}.", file=sys.stderr)
+        return 1
+    port = sock.getsockname()[1]
+    where = args.db or "memory"
+    print(
+        f"Klar sandbox listening on http://{args.host}:{port} (records in {where}; docs at /docs)", flush=True
+    )
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none")
+    uvicorn.Server(config).run(sockets=[sock])
+    app.state.sandbox.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

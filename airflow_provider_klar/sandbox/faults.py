@@ -1,0 +1,202 @@
+"""Fault injection: latency, random 5xx, 429 with ``Retry-After``, a rate limit, scripted failures, drops.
+
+Faults apply to Klar's routes only (never to ``/_sandbox/...`` or the docs), in this order: latency,
+then the ``fail_next`` queue, then the rate limit, then ``drop_rate``, then ``fail_rate``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+#: The ``fail_next`` entry that closes the connection without answering.
+DROP = "drop"
+
+_KNOBS = (
+    "latency_ms",
+    "fail_rate",
+    "fail_codes",
+    "drop_rate",
+    "rate_limit",
+    "retry_after",
+    "fail_next",
+    "seed",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """What to do instead of answering: an HTTP status (with ``Retry-After`` when set), or drop.
+
+    :param reason: Which knob fired (``fail_next``, ``rate_limit``, ``fail_rate``, ``drop_rate``).
+    :param status: The status to answer with; ``None`` to close the connection without answering.
+    :param retry_after: Seconds for the ``Retry-After`` header, when one is sent.
+    """
+
+    reason: str
+    status: int | None = None
+    retry_after: int | None = None
+
+    @property
+    def drop(self) -> bool:
+        """Whether to close the connection without answering."""
+        return self.status is None
+
+
+def parse_rate(value: str | float | None) -> float | None:
+    """Parse a rate limit: ``"10/s"``, ``"600/m"``, ``"10"`` or a number of requests per second.
+
+    :param value: The rate; ``None``, ``0`` or ``""`` for no limit.
+    :raises ValueError: When the text is not a rate.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        rate = float(value)
+    else:
+        number, _, unit = str(value).strip().partition("/")
+        per = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}.get(unit.strip().lower())
+        if per is None:
+            raise ValueError(f"Rate limit {value!r} is not of the form N/s, N/m or N/h.")
+        rate = float(number) / per
+    if rate < 0 or math.isnan(rate):
+        raise ValueError(f"Rate limit {value!r} must be positive.")
+    return rate or None
+
+
+class FaultInjector:
+    """Decides, request by request, whether to fail instead of answering. Thread-safe.
+
+    :param latency_ms: Delay added to every Klar request (an async sleep: other requests go on).
+    :param fail_rate: Probability (0 to 1) of answering with one of ``fail_codes`` instead.
+    :param fail_codes: The statuses ``fail_rate`` picks from (default 500 and 503).
+    :param drop_rate: Probability (0 to 1) of closing the connection without answering.
+    :param rate_limit: Requests per second allowed (token bucket, burst of one second's worth);
+        beyond it 429 with ``Retry-After``. ``"10/s"``-style text is accepted.
+    :param retry_after: Seconds sent in ``Retry-After`` with every 429 (rounded up to whole seconds,
+        as HTTP requires; 0 is allowed and makes retrying tests fast).
+    :param fail_next: Statuses to answer the next requests with, in order (e.g. ``[429, 503]``);
+        ``"drop"`` (or 0) closes the connection instead. Consumed one per Klar request.
+    :param seed: Seed of the random generator behind ``fail_rate`` and ``drop_rate``.
+    """
+
+    def __init__(self, **knobs: Any) -> None:
+        self._lock = threading.Lock()
+        self.latency_ms: float = 0.0
+        self.fail_rate: float = 0.0
+        self.fail_codes: tuple[int, ...] = (500, 503)
+        self.drop_rate: float = 0.0
+        self.rate_limit: float | None = None
+        self.retry_after: float = 1.0
+        self._queue: deque[int | str] = deque()
+        self._random = random.Random()
+        self._tokens = 0.0
+        self._refilled = time.monotonic()
+        self.set(**knobs)
+
+    def set(self, **knobs: Any) -> None:
+        """Change some knobs; the others keep their values. ``fail_next`` replaces the queue.
+
+        :param knobs: Any of the constructor's arguments.
+        :raises TypeError: For an unknown knob.
+        :raises ValueError: For a value out of range.
+        """
+        unknown = sorted(set(knobs) - set(_KNOBS))
+        if unknown:
+            raise TypeError(f"Unknown sandbox fault(s) {', '.join(unknown)}; use: {', '.join(_KNOBS)}.")
+        with self._lock:
+            if knobs.get("latency_ms") is not None:
+                self.latency_ms = _non_negative("latency_ms", knobs["latency_ms"])
+            for name in ("fail_rate", "drop_rate"):
+                if knobs.get(name) is not None:
+                    setattr(self, name, _probability(name, knobs[name]))
+            if knobs.get("fail_codes") is not None:
+                self.fail_codes = tuple(_status(code) for code in knobs["fail_codes"]) or (500, 503)
+            if "rate_limit" in knobs:
+                self.rate_limit = parse_rate(knobs["rate_limit"])
+                self._tokens = self.rate_limit or 0.0
+                self._refilled = time.monotonic()
+            if knobs.get("retry_after") is not None:
+                self.retry_after = _non_negative("retry_after", knobs["retry_after"])
+            if "fail_next" in knobs:
+                self._queue = deque(_queue_entry(e) for e in knobs["fail_next"] or ())
+            if knobs.get("seed") is not None:
+                self._random.seed(knobs["seed"])
+
+    def reset(self) -> None:
+        """Turn every fault off."""
+        self.set(latency_ms=0, fail_rate=0, fail_codes=(500, 503), drop_rate=0, rate_limit=None)
+        self.set(retry_after=1, fail_next=[])
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the current knobs as a JSON-ready dict."""
+        with self._lock:
+            return {
+                "latency_ms": self.latency_ms,
+                "fail_rate": self.fail_rate,
+                "fail_codes": list(self.fail_codes),
+                "drop_rate": self.drop_rate,
+                "rate_limit": self.rate_limit,
+                "retry_after": self.retry_after,
+                "fail_next": list(self._queue),
+            }
+
+    def decide(self) -> Fault | None:
+        """Return the fault to inject into the current request, or ``None`` to answer normally."""
+        with self._lock:
+            if self._queue:
+                entry = self._queue.popleft()
+                if entry == DROP:
+                    return Fault("fail_next")
+                status = int(entry)
+                return Fault("fail_next", status, self._retry_after() if status == 429 else None)
+            if self.rate_limit:
+                now = time.monotonic()
+                capacity = max(1.0, self.rate_limit)
+                self._tokens = min(capacity, self._tokens + (now - self._refilled) * self.rate_limit)
+                self._refilled = now
+                if self._tokens < 1.0:
+                    wait = (1.0 - self._tokens) / self.rate_limit
+                    return Fault("rate_limit", 429, max(1, math.ceil(wait)))
+                self._tokens -= 1.0
+            if self.drop_rate and self._random.random() < self.drop_rate:
+                return Fault("drop_rate")
+            if self.fail_rate and self._random.random() < self.fail_rate:
+                status = self._random.choice(self.fail_codes)
+                return Fault("fail_rate", status, self._retry_after() if status == 429 else None)
+        return None
+
+    def _retry_after(self) -> int:
+        return math.ceil(self.retry_after)
+
+
+def _non_negative(name: str, value: Any) -> float:
+    number = float(value)
+    if number < 0 or math.isnan(number):
+        raise ValueError(f"Sandbox fault {name} must be 0 or more, got {value!r}.")
+    return number
+
+
+def _probability(name: str, value: Any) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"Sandbox fault {name} must be between 0 and 1, got {value!r}.")
+    return number
+
+
+def _status(value: Any) -> int:
+    status = int(value)
+    if not 100 <= status <= 599:
+        raise ValueError(f"Sandbox fault status {value!r} is not an HTTP status code.")
+    return status
+
+
+def _queue_entry(value: Any) -> int | str:
+    if value in (DROP, 0, "0"):
+        return DROP
+    return _status(value)
