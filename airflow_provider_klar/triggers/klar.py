@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -21,8 +21,13 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_klar.exceptions import KlarConfigurationError, KlarTransientError
 from airflow_provider_klar.results import KlarStatus
 
+if TYPE_CHECKING:
+    from airflow_provider_klar.hooks.klar import KlarHook
+
 #: The longest pause between two polls after consecutive transient errors (unless poll_interval is longer).
 MAX_BACKOFF_S = 300.0
+#: How long a poll may run past the deadline (the hook's own retries) before it is abandoned.
+DEADLINE_GRACE_S = 30.0
 
 
 class StatusState(str, Enum):
@@ -200,7 +205,7 @@ class KlarStatusTrigger(BaseTrigger):
             },
         )
 
-    def _make_hook(self) -> Any:
+    def _make_hook(self) -> KlarHook:
         from airflow_provider_klar.hooks.klar import KlarHook
 
         return KlarHook(klar_conn_id=self.klar_conn_id, api_version=self.api_version)
@@ -222,17 +227,20 @@ class KlarStatusTrigger(BaseTrigger):
         try:
             return await self._poll_with(hook, since)
         finally:
-            await _close(hook)
+            hook.close()
 
-    async def _poll_with(self, hook: Any, since: datetime) -> dict[str, Any]:
+    async def _poll_with(self, hook: KlarHook, since: datetime) -> dict[str, Any]:
         errors = 0
         last: KlarStatus | None = None
         polls = 0
         while True:
             polls += 1
+            # The hook retries transient failures itself; near the deadline that must not hold the
+            # trigger long past it.
+            budget = max(self.end_time - time.time(), 0.0) + DEADLINE_GRACE_S
             try:
-                last = await hook.aget_status(self.resource)
-            except (KlarTransientError, httpx.TransportError) as err:
+                last = await asyncio.wait_for(hook.aget_status(self.resource), timeout=budget)
+            except (KlarTransientError, httpx.TransportError, asyncio.TimeoutError) as err:
                 errors += 1
                 self.log.warning(
                     "Klar's %s status is unavailable (%s: %s); %d transient error(s) in a row, "
@@ -275,11 +283,3 @@ class KlarStatusTrigger(BaseTrigger):
 
 def _error_event(err: BaseException) -> dict[str, Any]:
     return {"status": "error", "error_type": type(err).__name__, "message": str(err) or repr(err)}
-
-
-async def _close(hook: Any) -> None:
-    aclose = getattr(hook, "aclose", None)
-    if aclose is not None:
-        await aclose()
-    else:
-        hook.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Iterable
@@ -10,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 
 from airflow_provider_klar.exceptions import (
     KlarAuthError,
@@ -18,6 +21,7 @@ from airflow_provider_klar.exceptions import (
     KlarResponseError,
     KlarTransientError,
 )
+from airflow_provider_klar.hooks.klar import KlarHook
 from airflow_provider_klar.results import KlarStatus
 from airflow_provider_klar.triggers import klar as trigger_module
 from airflow_provider_klar.triggers.klar import (
@@ -351,3 +355,91 @@ async def test_run_parses_since_from_the_serialized_string(
     # since one minute after the success: still waiting, so a deadline in the past ends with timeout.
     trigger = make_trigger(monkeypatch, hook, since="2025-07-01T06:02:00Z", end_time=time.time() - 1)
     assert (await first_event(trigger))["status"] == "timeout"
+
+
+async def test_a_poll_hanging_past_the_deadline_is_abandoned(
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+) -> None:
+    class HangingHook(FakeAsyncHook):
+        async def aget_status(self, resource: str) -> KlarStatus:
+            self.calls.append(resource)
+            await asyncio.Event().wait()  # never answers
+            raise AssertionError("unreachable")
+
+    monkeypatch.setattr(trigger_module, "DEADLINE_GRACE_S", 0.01)
+    hook = HangingHook([])
+    event = await first_event(make_trigger(monkeypatch, hook, end_time=time.time() - 1))
+    assert event["status"] == "timeout"
+    assert hook.calls == ["orders"]
+    assert hook.closed
+
+
+# -- run() with the real hook over a mocked transport ---------------------------------------------
+
+BASE_URL = "https://klar.example"
+TOKEN = "eyJ.secret-token.sig"
+
+
+@pytest.fixture
+def real_hook(monkeypatch: pytest.MonkeyPatch) -> KlarHook:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KLAR_DEFAULT",
+        json.dumps({"conn_type": "klar", "host": BASE_URL, "password": TOKEN}),
+    )
+    hook = KlarHook()
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    hook.retry_policy = dataclasses.replace(hook.retry_policy, async_sleep=no_wait, sleep=lambda s: None)
+    return hook
+
+
+def status_json(success: str | None, failure: str | None = None) -> dict[str, Any]:
+    return {"total": "12", "lastBatchCount": "2", "lastSuccess": success, "lastFailure": failure}
+
+
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+async def test_real_hook_503_twice_then_success_only_reads(
+    respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, real_hook: KlarHook, sleeps: list[float]
+) -> None:
+    route = respx_mock.get(f"{BASE_URL}/orders/status").mock(
+        side_effect=[
+            httpx.Response(200, json=status_json("2025-07-01T05:00:00.000Z")),
+            httpx.Response(503),
+            httpx.Response(503),
+            httpx.Response(200, json=status_json("2025-07-01T06:00:01.281Z")),
+        ]
+    )
+    posts = respx_mock.post(url__startswith=BASE_URL).mock(return_value=httpx.Response(201))
+    trigger = make_trigger(monkeypatch, real_hook)
+    monkeypatch.setattr(trigger, "_make_hook", lambda: real_hook)
+    event = await first_event(trigger)
+    assert event["status"] == "success", event
+    assert event["klar_status"]["total"] == 12
+    assert event["klar_status"]["last_success"] == "2025-07-01T06:00:01.281000+00:00"
+    assert route.call_count == 4
+    assert posts.call_count == 0
+    assert all(call.request.method == "GET" for call in respx_mock.calls)
+    assert route.calls[0].request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert TOKEN not in json.dumps(event)
+
+
+@pytest.mark.parametrize("code", [401, 403, 404])
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+async def test_real_hook_final_errors_end_with_an_error_event(
+    respx_mock: respx.MockRouter,
+    monkeypatch: pytest.MonkeyPatch,
+    real_hook: KlarHook,
+    sleeps: list[float],
+    code: int,
+) -> None:
+    route = respx_mock.get(f"{BASE_URL}/orders/status").mock(
+        return_value=httpx.Response(code, json={"message": "nope"})
+    )
+    trigger = make_trigger(monkeypatch, real_hook)
+    event = await first_event(trigger)
+    assert event["status"] == "error"
+    assert event["error_type"] == ("KlarNotFoundError" if code == 404 else "KlarAuthError")
+    assert route.call_count == 1  # final: not retried
+    assert TOKEN not in event["message"]
