@@ -1,9 +1,9 @@
 """A fan-out: one mapped upload task per export file (dynamic task mapping).
 
 ``list_exports`` returns the files to load; ``KlarUploadOperator.partial(...).expand(path=...)`` creates
-one task instance per file at run time. Each file is retried, resumed and reported on its own, and
-``map_index_template`` names the file in the UI instead of showing a bare index. Use it when a day's
-export is many large files, or a backfill is one file per day.
+one task instance per file at run time. Each file is retried, resumed and reported on its own, and the
+operator's default ``map_index_template`` names each instance after its file in the UI. Use it when a
+day's export is many large files, or a backfill is one file per day.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ def klar_mapped_files() -> None:
     KlarUploadOperator.partial(
         task_id="upload_file",
         resource="orders",
-        map_index_template="{{ task.path.split('/')[-1] }}",
     ).expand(path=list_exports(export_dir="{{ params.export_dir }}"))
 
 

@@ -31,14 +31,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 def dagbag() -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(EXAMPLE_DAGS), include_examples=False, safe_mode=False)
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS), safe_mode=False)
     assert bag.import_errors == {}
     return bag
 
 
 def run(dagbag: Any, dag_id: str, conf: dict[str, Any] | None = None) -> DagRun:
     """Run one DAG with ``dag.test()``; return its DagRun."""
-    dag = dagbag.get_dag(dag_id)
+    dag = dagbag.dags.get(dag_id)
     assert dag is not None, dag_id
     return dag.test(run_conf=conf or {})
 

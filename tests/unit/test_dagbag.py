@@ -22,7 +22,7 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def dagbag() -> DagBag:
-    return DagBag(dag_folder=str(EXAMPLE_DAGS), include_examples=False, safe_mode=False)
+    return DagBag(dag_folder=str(EXAMPLE_DAGS), safe_mode=False)
 
 
 def test_example_dags_import_without_errors(dagbag: DagBag) -> None:
@@ -32,7 +32,7 @@ def test_example_dags_import_without_errors(dagbag: DagBag) -> None:
 
 def test_every_example_dag_is_tagged_and_has_tasks(dagbag: DagBag) -> None:
     for dag_id in EXPECTED:
-        dag = dagbag.get_dag(dag_id)
+        dag = dagbag.dags.get(dag_id)
         assert dag is not None, dag_id
         assert "klar" in dag.tags, dag_id
         assert dag.task_ids, dag_id
@@ -59,7 +59,7 @@ def test_upload_tasks_resolve_to_known_resources(dagbag: DagBag) -> None:
 
     resources = set()
     for dag_id in EXPECTED:
-        for task in dagbag.get_dag(dag_id).tasks:
+        for task in dagbag.dags.get(dag_id).tasks:
             if isinstance(task, KlarUploadOperator):
                 resources.add(task.resource)
     assert resources <= set(RESOURCES)

@@ -1,0 +1,87 @@
+"""The documentation says what the code does: its JSON examples validate as the text claims, every
+exception class has a troubleshooting entry, and every included file exists."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_klar import exceptions
+from airflow_provider_klar.models import RecordValidator
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = REPO / "docs"
+JSON_BLOCK = re.compile(r"```json\n(.*?)```", re.DOTALL)
+
+
+def pricing_examples() -> list[Any]:
+    blocks = JSON_BLOCK.findall((DOCS / "pricing.md").read_text())
+    # The shipping example is a fragment ("shipping": {...}); wrap it into an object.
+    return [json.loads(block if block.lstrip().startswith("{") else "{" + block + "}") for block in blocks]
+
+
+def as_order(example: dict[str, Any], index: int) -> dict[str, Any]:
+    """Wrap a line item or a shipping fragment into a minimal order."""
+    if "shipping" in example:
+        return {"id": f"DOC-{index}", **example}
+    return {"id": f"DOC-{index}", "lineItems": [{"id": f"LI-{index}", **example}]}
+
+
+def test_pricing_examples_validate_as_the_page_says() -> None:
+    examples = pricing_examples()
+    assert len(examples) == 6
+    good_line, wrong_line, voucher_line, shipping, bundle, refund = examples
+    orders = RecordValidator("orders", "07.2025")
+    for index, example in enumerate((good_line, voucher_line, shipping, bundle)):
+        result = orders.validate(as_order(example, index))
+        assert result.valid, (example, result.errors)
+        # Worked examples are consistent: not even a pitfall warning.
+        assert result.warnings == (), result.warnings
+
+    wrong = orders.validate(as_order(wrong_line, 9))
+    assert [e.path for e in wrong.errors] == ["lineItems.0.taxes.0.taxRate"]
+    assert "looks like a percentage, send 0.19" in wrong.errors[0].message
+
+    assert RecordValidator("refunds", "12.2022").validate(refund).valid
+    # Bundles need 07.2025: the page says 12.2022 names the version to use.
+    old = RecordValidator("orders", "12.2022").validate(as_order(bundle, 5))
+    assert any("07.2025" in e.message for e in old.errors)
+
+
+def test_pricing_csv_example_is_valid_logistics_costs() -> None:
+    text = (DOCS / "pricing.md").read_text()
+    rows = re.search(r"```csv\n(.*?)```", text, re.DOTALL)
+    assert rows is not None
+    header, *lines = rows.group(1).strip().splitlines()
+    validator = RecordValidator("logistics-costs", "04.2024")
+    for line in lines:
+        order_id, amount = line.split(",")
+        assert header == "orderId,totalLogisticsCosts"
+        assert validator.validate({"orderId": order_id, "totalLogisticsCosts": float(amount)}).valid
+
+
+def exception_classes() -> list[str]:
+    tree = ast.parse(Path(exceptions.__file__).read_text())
+    return [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+
+
+@pytest.mark.parametrize("name", exception_classes())
+def test_every_exception_class_has_a_troubleshooting_entry(name: str) -> None:
+    assert f"`{name}`" in (DOCS / "troubleshooting.md").read_text()
+
+
+def test_snippet_includes_point_at_files() -> None:
+    included = set()
+    for page in DOCS.rglob("*.md"):
+        for target in re.findall(r'--8<-- "([^"]+)"', page.read_text()):
+            path = target.split(":", 1)[0]
+            assert (REPO / path).is_file(), f"{page.name} includes missing {path}"
+            included.add(path)
+    # Every example DAG is shown somewhere in the docs.
+    dags = {f"example_dags/{p.name}" for p in (REPO / "example_dags").glob("*.py")}
+    assert dags <= included
