@@ -54,14 +54,20 @@ class Scrubber:
         return "Scrubber(***)"
 
 
-_EMPTY = object()
+class _Empty:
+    def __repr__(self) -> str:
+        return "EMPTY"
+
+
+#: Stands for an empty body (distinct from a JSON ``null``, which is not a documented answer).
+EMPTY: Any = _Empty()
 
 
 def _decode(response: httpx.Response) -> Any:
-    """Return the JSON body, ``_EMPTY`` for no body, or the text when it is not JSON."""
+    """Return the JSON body, :data:`EMPTY` for no body, or the text when it is not JSON."""
     content = response.content
     if not content.strip():
-        return _EMPTY
+        return EMPTY
     try:
         return json.loads(content)
     except ValueError:
@@ -69,7 +75,7 @@ def _decode(response: httpx.Response) -> Any:
 
 
 def _snippet(payload: Any, scrub: Scrubber) -> str:
-    if payload is _EMPTY:
+    if payload is EMPTY:
         return "(empty body)"
     text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
     text = " ".join(scrub(text).split())
@@ -263,7 +269,7 @@ def _partial_outcomes(
     """Outcomes of a partial success (207): the failed records rejected, the others stored."""
     successful = _id_list(payload, _SUCCESS_ID_KEYS)
     stored = set(successful or ())
-    index_specific = set(found.errors) - found.failed
+    index_specific = set(found.errors)
     loose = tuple(FieldError("", message) for message in found.loose)
     if not found.rejected and not loose and successful is None:
         return None  # "partially valid" but nothing says which part
@@ -309,14 +315,14 @@ def outcomes_for(
     """Map an answer to one outcome per record, without raising.
 
     :param status_code: The HTTP status.
-    :param payload: The decoded JSON body (``None`` for an empty body).
+    :param payload: The decoded JSON body, or :data:`EMPTY` for an empty body.
     :param ids: The id of each record sent, in order.
     :return: The outcomes (``None`` when the answer cannot be mapped) and the kind of answer:
         ``"success"``, ``"partial"`` or ``"rejection"``.
     """
     word = _status_word(payload)
     if 200 <= status_code < 300:
-        if payload is None or (word == "VALID" and not _mentions_failures(payload)):
+        if payload is EMPTY or (word == "VALID" and not _mentions_failures(payload)):
             return tuple(RecordOutcome(i, ids[i], OutcomeState.ACCEPTED) for i in range(len(ids))), "success"
         if word == "INVALID":
             return _rejection_outcomes(_attribute(payload, ids), ids), "rejection"
@@ -357,11 +363,10 @@ def batch_result_from_response(
     payload = _decode(response)
     if not (200 <= code < 300 or code in (400, 422)):
         raise final_error(response, payload, conn_id=conn_id, base_url=base_url, version=version, scrub=scrub)
-    parsed = None if payload is _EMPTY else payload
-    if isinstance(parsed, str):  # not JSON: an HTML error page or plain text
+    if isinstance(payload, str):  # not JSON: an HTML error page or plain text
         outcomes, kind = None, ("success" if code < 300 else "rejection")
     else:
-        outcomes, kind = outcomes_for(code, parsed, ids)
+        outcomes, kind = outcomes_for(code, payload, ids)
     if outcomes is None:
         said = _snippet(payload, scrub)
         if kind == "rejection":
@@ -384,7 +389,7 @@ def batch_result_from_response(
         )
     if kind != "success" and any(not o.errors or o.accepted for o in outcomes):
         # Reasons tied to no record are in no outcome when other records took the blame: keep them here.
-        for message in _attribute(parsed, ids).loose:
+        for message in _attribute(payload, ids).loose:
             log.warning("Klar reported an error tied to no record: %s", scrub(message))
     return KlarBatchResult(
         resource=resource.name, api_version=version, mode=mode, status_code=code, outcomes=outcomes

@@ -88,6 +88,9 @@ class KlarHook(BaseHook):
     conn_type = "klar"
     hook_name = "Klar"
 
+    #: Tests set an ``httpx.MockTransport`` here; ``None`` means real HTTP.
+    _transport: httpx.MockTransport | None = None
+
     def __init__(
         self,
         klar_conn_id: str = default_conn_name,
@@ -219,6 +222,7 @@ class KlarHook(BaseHook):
             "verify": self._ssl_context,
             # A redirect would be a misconfigured base URL; following it could replay a POST elsewhere.
             "follow_redirects": False,
+            "transport": self._transport,
         }
 
     def get_conn(self) -> httpx.Client:
