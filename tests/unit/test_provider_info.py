@@ -1,0 +1,136 @@
+"""Provider registration: the metadata matches Airflow's schema, names real classes, and Airflow sees it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import airflow
+import jsonschema
+import pytest
+
+from airflow_provider_klar import __version__
+from airflow_provider_klar.get_provider_info import get_provider_info
+from airflow_provider_klar.hooks.klar import KlarHook
+
+AIRFLOW_DIR = Path(airflow.__file__).parent
+
+
+def _klar_connection_type() -> dict[str, Any]:
+    (conn_type,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == "klar"]
+    return conn_type
+
+
+def _import(dotted: str) -> Any:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_provider_info_matches_airflows_schema() -> None:
+    schema = json.loads((AIRFLOW_DIR / "provider_info.schema.json").read_text())
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    assert info["package-name"] == "airflow-provider-klar"
+    assert info["versions"] == [__version__]
+
+
+def test_connection_form_matches_the_stricter_provider_yaml_schema() -> None:
+    # provider_info.schema.json does not describe conn-fields; provider.yaml.schema.json does, strictly.
+    yaml_schema = json.loads((AIRFLOW_DIR / "provider.yaml.schema.json").read_text())
+    jsonschema.validate(
+        get_provider_info()["connection-types"], yaml_schema["properties"]["connection-types"]
+    )
+
+
+def test_every_named_class_and_module_imports() -> None:
+    info = get_provider_info()
+    integrations = {i["integration-name"] for i in info["integrations"]}
+    for section in ("hooks", "operators", "sensors", "triggers"):
+        for entry in info.get(section, []):
+            assert entry["integration-name"] in integrations
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
+    for conn_type in info["connection-types"]:
+        hook = _import(conn_type["hook-class-name"])
+        assert hook.conn_type == conn_type["connection-type"]
+    for link in info.get("extra-links", []):
+        assert isinstance(_import(link), type)
+    assert _import(_klar_connection_type()["hook-class-name"]) is KlarHook
+
+
+def test_hook_form_methods_say_what_provider_info_says() -> None:
+    declared = _klar_connection_type()["ui-field-behaviour"]
+    behaviour = KlarHook.get_ui_field_behaviour()
+    assert behaviour["hidden_fields"] == declared["hidden-fields"]
+    assert behaviour["relabeling"] == declared["relabeling"] == {"host": "Base URL", "password": "API token"}
+    assert behaviour["placeholders"] == declared["placeholders"]
+    assert set(declared["placeholders"]) >= {"host", "password", "api_version", "timeout"}
+    assert {"schema", "login"} <= set(declared["hidden-fields"])
+    assert "password" not in declared["hidden-fields"]
+    assert "host" not in declared["hidden-fields"]
+
+
+def _fake_module(monkeypatch: pytest.MonkeyPatch, name: str, **attrs: Any) -> None:
+    module = types.ModuleType(name)
+    module.__dict__.update(attrs)
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+class _Field:
+    def __init__(self, label: str, **kwargs: Any) -> None:
+        self.label = label
+        self.kwargs = kwargs
+
+
+def test_airflow2_widgets_cover_the_declared_conn_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Airflow 2.11 to 3.1 call get_connection_form_widgets() in the web server, which has wtforms and
+    # flask-appbuilder; this environment (Airflow 3.3) does not, so stand-ins record what the hook builds.
+    try:
+        import wtforms  # noqa: F401
+    except ImportError:
+        _fake_module(monkeypatch, "flask_appbuilder")
+        _fake_module(monkeypatch, "flask_appbuilder.fieldwidgets", BS3TextFieldWidget=lambda: "widget")
+        _fake_module(monkeypatch, "flask_babel", lazy_gettext=str)
+        string_field = type("StringField", (_Field,), {})
+        integer_field = type("IntegerField", (_Field,), {})
+        _fake_module(monkeypatch, "wtforms", StringField=string_field, IntegerField=integer_field)
+        _fake_module(
+            monkeypatch,
+            "wtforms.validators",
+            NumberRange=lambda **kw: ("NumberRange", kw),
+            Optional=lambda: "Optional",
+            Regexp=lambda *a, **kw: ("Regexp", a),
+        )
+    widgets = KlarHook.get_connection_form_widgets()
+    assert set(widgets) == set(_klar_connection_type()["conn-fields"]) == {"api_version", "timeout"}
+    assert type(widgets["api_version"]).__name__ == "StringField"
+    assert type(widgets["timeout"]).__name__ == "IntegerField"
+
+
+def test_airflows_providers_manager_sees_the_package_and_the_klar_connection() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-provider-klar" in manager.providers
+    assert manager.providers["airflow-provider-klar"].version == __version__
+    try:  # Airflow >= 3.2 moved the hook registry to the task SDK; the old one warns
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+        hooks = ProvidersManagerTaskRuntime().hooks
+    except ImportError:
+        hooks = manager.hooks
+    hook_info = hooks["klar"]
+    assert hook_info is not None
+    assert hook_info.hook_class_name == "airflow_provider_klar.hooks.klar.KlarHook"
+    assert hook_info.connection_id_attribute_name == "klar_conn_id"
+    assert hook_info.hook_name == "Klar"
+    behaviour = manager.field_behaviours["klar"]
+    assert behaviour["relabeling"]["password"] == "API token"
+    assert "extra__klar__api_version" in behaviour["placeholders"]
+    widgets = manager.connection_form_widgets
+    assert {"extra__klar__api_version", "extra__klar__timeout"} <= set(widgets)
+    assert widgets["extra__klar__timeout"].field["schema"]["title"] == "Read timeout (seconds)"
