@@ -11,9 +11,11 @@ With ``--port 0`` a free port is chosen; the first line printed names the URL
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from airflow_provider_klar.sandbox.faults import parse_rate
 
@@ -87,9 +89,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Klar sandbox listening on http://{args.host}:{port} (records in {where}; docs at /docs)", flush=True
     )
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none")
-    uvicorn.Server(config).run(sockets=[sock])
-    app.state.sandbox.close()
+    # Uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again with the handler
+    # found at start: make that an interrupt for SIGTERM too, so both end here with status 0.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.state.sandbox.close()
     return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

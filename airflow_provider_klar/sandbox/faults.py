@@ -61,9 +61,12 @@ def parse_rate(value: str | float | None) -> float | None:
     else:
         number, _, unit = str(value).strip().partition("/")
         per = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}.get(unit.strip().lower())
-        if per is None:
+        try:
+            rate = float(number) / (per or math.nan)
+        except ValueError:
+            rate = math.nan
+        if math.isnan(rate):
             raise ValueError(f"Rate limit {value!r} is not of the form N/s, N/m or N/h.")
-        rate = float(number) / per
     if rate < 0 or math.isnan(rate):
         raise ValueError(f"Rate limit {value!r} must be positive.")
     return rate or None
@@ -119,7 +122,7 @@ class FaultInjector:
                 self.fail_codes = tuple(_status(code) for code in knobs["fail_codes"]) or (500, 503)
             if "rate_limit" in knobs:
                 self.rate_limit = parse_rate(knobs["rate_limit"])
-                self._tokens = self.rate_limit or 0.0
+                self._tokens = max(1.0, self.rate_limit or 0.0)  # a full bucket: burst of one second
                 self._refilled = time.monotonic()
             if knobs.get("retry_after") is not None:
                 self.retry_after = _non_negative("retry_after", knobs["retry_after"])
