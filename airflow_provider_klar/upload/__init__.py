@@ -5,6 +5,13 @@ Importing this package does no I/O; every reader opens its files only when itera
 
 from __future__ import annotations
 
+from airflow_provider_klar.upload.checkpoint import (
+    CheckpointStore,
+    PathCheckpoint,
+    VariableCheckpoint,
+    checkpoint_key,
+)
+from airflow_provider_klar.upload.rejected import RejectedWriter
 from airflow_provider_klar.upload.sources import (
     SourceRecord,
     detect_format,
@@ -13,4 +20,15 @@ from airflow_provider_klar.upload.sources import (
     resolve_paths,
 )
 
-__all__ = ["SourceRecord", "detect_format", "iter_path", "iter_records", "resolve_paths"]
+__all__ = [
+    "CheckpointStore",
+    "PathCheckpoint",
+    "RejectedWriter",
+    "SourceRecord",
+    "VariableCheckpoint",
+    "checkpoint_key",
+    "detect_format",
+    "iter_path",
+    "iter_records",
+    "resolve_paths",
+]

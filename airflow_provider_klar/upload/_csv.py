@@ -98,21 +98,10 @@ def column_types(resource: str, api_version: str | None = None) -> Mapping[str, 
     :param resource: A flat Klar resource.
     :param api_version: Its API version (default: the resource's default).
     """
+    from airflow_provider_klar.models import json_schema
     from airflow_provider_klar.resources import resolve_version
 
-    try:
-        from airflow_provider_klar.models import json_schema  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - only while the models are being written
-        return _INTERIM_TYPES.get(resource, {})
     return types_from_schema(json_schema(resource, resolve_version(resource, api_version)))
-
-
-# TODO(sources): drop once airflow_provider_klar.models.json_schema exists; the schema is the truth.
-_INTERIM_TYPES: Mapping[str, Mapping[str, str]] = {
-    "cogs": {"orderId": "string", "lineItemId": "string", "sku": "string", "productCogs": "number"},
-    "logistics-costs": {"orderId": "string", "totalLogisticsCosts": "number"},
-    "transaction-costs": {"orderId": "string", "transactionCosts": "number"},
-}
 
 
 def _converter(kind: str | None) -> Converter | None:

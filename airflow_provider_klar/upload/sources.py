@@ -32,6 +32,7 @@ __all__ = [
     "iter_records",
     "iter_stream",
     "resolve_paths",
+    "to_storage_path",
 ]
 
 #: The file formats the readers understand.
@@ -121,7 +122,12 @@ def _object_storage_path() -> type:
     return ObjectStoragePath
 
 
-def _as_path(path: Any, conn_id: str | None) -> Any:
+def to_storage_path(path: str | os.PathLike[str] | Any, conn_id: str | None = None) -> Any:
+    """Return ``path`` as an ``ObjectStoragePath``; a plain local path is made absolute.
+
+    :param path: A local path, a URL (``s3://bucket/key``) or an ``ObjectStoragePath``.
+    :param conn_id: The Airflow connection for the object storage, when the URL does not name one.
+    """
     osp: Any = _object_storage_path()
     if isinstance(path, osp):
         if conn_id and not path.conn_id:
@@ -174,7 +180,7 @@ def resolve_paths(path: str | os.PathLike[str] | Any, *, conn_id: str | None = N
     :raises KlarConfigurationError: When nothing matches, naming the pattern.
     """
     osp = _object_storage_path()
-    base = _as_path(path, conn_id)
+    base = to_storage_path(path, conn_id)
     fs = _filesystem(base)
     shown = display_name(base)
     target = str(base.path)

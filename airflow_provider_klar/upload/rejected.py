@@ -1,0 +1,151 @@
+"""Write rejected records and their errors as JSON Lines, to a local path or object storage.
+
+One line per rejected record::
+
+    {"position": 17, "source": "s3://bucket/orders.jsonl", "line": 18, "batch": 0, "index_in_batch": 17,
+     "id": "ORD-17", "errors": [{"path": "lineItems.0.taxes.0.taxRate", "message": "...", "value": 19}],
+     "record": {...the record as read, or the raw text of a malformed line...}}
+
+The file is created on the first rejected record only, so a clean upload leaves no empty file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import IO, Any
+
+from airflow_provider_klar.results import FieldError
+from airflow_provider_klar.upload._record import SourceRecord
+from airflow_provider_klar.upload.sources import display_name, to_storage_path
+
+__all__ = ["RejectedWriter"]
+
+# default=str: a record from records= may hold datetimes or Decimals; the file must still be written.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
+def _plain(record: Any) -> Any:
+    dump = getattr(record, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json", by_alias=True, exclude_unset=True)
+    return record
+
+
+def _error_dict(error: FieldError | Mapping[str, Any] | str) -> dict[str, Any]:
+    if isinstance(error, FieldError):
+        return error.to_dict()
+    if isinstance(error, Mapping):
+        return {
+            "path": error.get("path", ""),
+            "message": error.get("message", ""),
+            "value": error.get("value"),
+        }
+    return {"path": "", "message": str(error), "value": None}
+
+
+class RejectedWriter:
+    """Collect rejected records: count them, and write them as JSON Lines when a path is given.
+
+    Use it as a context manager; the file is opened on the first :meth:`write` and closed (flushed to
+    object storage) on exit. Thread-safe: several threads may write through one writer.
+
+    :param path: A local path, a URL Airflow's object storage understands (``s3://...``) or an
+        ``ObjectStoragePath``; ``None`` only counts. An existing file is replaced.
+    :param conn_id: The Airflow connection for the object storage, when the URL does not name one.
+    """
+
+    def __init__(self, path: str | Any | None, *, conn_id: str | None = None) -> None:
+        self.path = to_storage_path(path, conn_id) if path is not None else None
+        self.count = 0
+        self._file: IO[bytes] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def location(self) -> str | None:
+        """Where the rejected records went (no connection id in it), or ``None`` when nothing was written."""
+        return display_name(self.path) if self.path is not None and self.count else None
+
+    def __enter__(self) -> RejectedWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def write(
+        self,
+        *,
+        position: int | None,
+        source: str | None,
+        line: int | None,
+        id: str | None,
+        errors: Iterable[FieldError | Mapping[str, Any] | str],
+        record: Any,
+        batch: int | None = None,
+        index_in_batch: int | None = None,
+    ) -> None:
+        """Count one rejected record and, with a path, append it to the file.
+
+        :param position: The record's position in the whole source.
+        :param source: The file it came from, or ``"records"``.
+        :param line: Its line number (or item index), when known.
+        :param id: Its id (``orderId`` for cost resources), when known.
+        :param errors: Why it was rejected: ``FieldError`` objects, dicts with ``path``/``message``/
+            ``value``, or plain messages.
+        :param record: The record as read (a dict or a model), or the raw text of a malformed line.
+        :param batch: The 0-based number of the batch it was sent in, if it was sent.
+        :param index_in_batch: Its index in that batch, if it was sent.
+        """
+        entry: dict[str, Any] = {"position": position, "source": source, "line": line}
+        if batch is not None:
+            entry["batch"] = batch
+        if index_in_batch is not None:
+            entry["index_in_batch"] = index_in_batch
+        entry["id"] = id
+        entry["errors"] = [_error_dict(e) for e in errors]
+        entry["record"] = _plain(record)
+        data = _encode(entry).encode() + b"\n" if self.path is not None else b""
+        with self._lock:
+            self.count += 1
+            if self.path is None:
+                return
+            if self._file is None:
+                self._file = self._open()
+            self._file.write(data)
+
+    def write_unreadable(self, item: SourceRecord, id: str | None = None) -> None:
+        """Record a line the reader could not parse (``item.error`` set), with its raw text.
+
+        :param item: The error record from a reader.
+        :param id: Its id, if one could be guessed.
+        """
+        self.write(
+            position=item.position,
+            source=item.source,
+            line=item.line,
+            id=id,
+            errors=[FieldError("", item.error or "unreadable")],
+            record=item.raw,
+        )
+
+    def _open(self) -> IO[bytes]:
+        assert self.path is not None
+        # Object stores have no real folders; some refuse mkdir, which is fine.
+        with contextlib.suppress(FileExistsError, NotImplementedError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self.path.open("wb")
+
+    def close(self) -> None:
+        """Flush and close the file, if one was opened."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
