@@ -29,6 +29,12 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_klar.hooks.klar"]}],
+        "sensors": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_klar.sensors.klar"]}
+        ],
+        "triggers": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_klar.triggers.klar"]}
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_klar.hooks.klar.KlarHook",
