@@ -143,6 +143,7 @@ def route_doc(row: KlarResource, version: str, mode: str) -> dict[str, Any]:
         "summary": f"{'Upload' if mode == 'upload' else 'Validate'} {row.name} ({version})",
         "description": "\n".join(lines),
         "tags": [row.name],
+        "status_code": code,
         "responses": responses,
         "openapi_extra": _body_placeholder(row, version, mode),
     }

@@ -15,6 +15,8 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_klar.sandbox.faults import FaultInjector
+
 if TYPE_CHECKING:
     import uvicorn
 
@@ -61,6 +63,7 @@ class SandboxServer:
         self.port = port
         self.token = token
         self.db = db
+        FaultInjector(**faults)  # refuse an unknown or out-of-range knob now, not at start()
         self._faults = faults
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
