@@ -18,7 +18,11 @@ from typing import Any, Protocol
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from airflow_provider_klar.exceptions import KlarTransientError
+from airflow_provider_klar.exceptions import (
+    KlarConfigurationError,
+    KlarRequestError,
+    KlarTransientError,
+)
 
 #: Answers that mean "try again later"; everything else is final (400, 401, 403, 404, 413, 422...).
 RETRYABLE_STATUS: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -78,6 +82,29 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if math.isnan(seconds):
         return None
     return max(0.0, seconds)
+
+
+def failure_for_error(err: httpx.HTTPError, *, what: str, base_url: str, conn_id: str) -> Exception:
+    """Return what to raise when ``httpx`` could not complete a request.
+
+    :param err: The exception ``httpx`` raised.
+    :param what: The request, e.g. ``GET /orders/status``.
+    :param base_url: Where it went, for the message.
+    :param conn_id: The connection id, for the message.
+    :return: A :class:`TransientFailure` for failures worth retrying, else a final :class:`KlarError`.
+    """
+    text = f"{type(err).__name__}: {err}"
+    if "CERTIFICATE_VERIFY_FAILED" in str(err):
+        # Retrying cannot fix a certificate; verification stays on, so say how to trust a private CA.
+        return KlarConfigurationError(
+            f"The TLS certificate of {base_url} could not be verified ({err}). If a proxy re-signs TLS, "
+            f"point SSL_CERT_FILE to its CA bundle; check the host of connection {conn_id!r}."
+        )
+    if isinstance(err, RETRYABLE_ERRORS):
+        return TransientFailure(text)
+    return KlarRequestError(
+        f"Could not send {what} to {base_url}: {text}. Check the host of connection {conn_id!r}."
+    )
 
 
 def failure_for_response(response: httpx.Response, *, now: float | None = None) -> TransientFailure | None:

@@ -23,7 +23,6 @@ from airflow_provider_klar.exceptions import (
     KlarConfigurationError,
     KlarError,
     KlarNotFoundError,
-    KlarRequestError,
     KlarTransientError,
 )
 from airflow_provider_klar.hooks._connection import (
@@ -37,12 +36,7 @@ from airflow_provider_klar.hooks._responses import (
     batch_result_from_response,
     status_from_response,
 )
-from airflow_provider_klar.hooks._retry import (
-    RETRYABLE_ERRORS,
-    RetryPolicy,
-    TransientFailure,
-    failure_for_response,
-)
+from airflow_provider_klar.hooks._retry import RetryPolicy, failure_for_error, failure_for_response
 from airflow_provider_klar.resources import MAX_BATCH_SIZE, KlarResource, get_resource, resolve_version
 from airflow_provider_klar.results import KlarBatchResult, KlarStatus
 
@@ -268,12 +262,9 @@ class KlarHook(BaseHook):
         def attempt() -> httpx.Response:
             try:
                 response = client.request(method, path, params=params, content=content)
-            except RETRYABLE_ERRORS as err:
-                raise TransientFailure(f"{type(err).__name__}: {err}") from None
             except httpx.HTTPError as err:
-                raise KlarRequestError(
-                    f"Could not send {what} to {self.base_url}: {type(err).__name__}: {err}. "
-                    f"Check the host of connection {self.klar_conn_id!r}."
+                raise failure_for_error(
+                    err, what=what, base_url=self.base_url, conn_id=self.klar_conn_id
                 ) from None
             failure = failure_for_response(response, now=policy.clock())
             if failure is not None:
@@ -397,6 +388,9 @@ class KlarHook(BaseHook):
         """
         row = self._resource(resource)
         settings = await self._asettings()
+        if self._ssl_context is None:
+            # Loading the CA bundle reads files: keep it off the event loop.
+            self._ssl_context = await asyncio.to_thread(httpx.create_ssl_context)
         policy = self.retry_policy
         what = f"GET {row.status_path}"
         # A client per call: the triggerer may run each poll on another event loop, and polls are
@@ -406,11 +400,9 @@ class KlarHook(BaseHook):
             async def attempt() -> httpx.Response:
                 try:
                     response = await client.get(row.status_path)
-                except RETRYABLE_ERRORS as err:
-                    raise TransientFailure(f"{type(err).__name__}: {err}") from None
                 except httpx.HTTPError as err:
-                    raise KlarRequestError(
-                        f"Could not send {what} to {settings.base_url}: {type(err).__name__}: {err}."
+                    raise failure_for_error(
+                        err, what=what, base_url=settings.base_url, conn_id=self.klar_conn_id
                     ) from None
                 failure = failure_for_response(response, now=policy.clock())
                 if failure is not None:

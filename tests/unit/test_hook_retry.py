@@ -17,6 +17,7 @@ import pytest
 
 from airflow_provider_klar.exceptions import (
     KlarAuthError,
+    KlarConfigurationError,
     KlarNotFoundError,
     KlarRequestError,
     KlarTransientError,
@@ -222,3 +223,17 @@ def test_test_connection_gives_up_quickly() -> None:
     assert not ok
     assert message.startswith("Klar is unreachable")
     assert len(script.requests) == 2  # not the task's five attempts: the UI button is waiting
+
+
+def test_a_certificate_failure_is_final_and_says_how_to_trust_a_ca() -> None:
+    script = Script(httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"))
+    with pytest.raises(KlarConfigurationError, match="SSL_CERT_FILE"):
+        script.hook().upload("orders", ORDERS)
+    assert (len(script.requests), script.sleeps) == (1, [])
+
+
+def test_other_transport_errors_are_final_request_errors() -> None:
+    script = Script(httpx.UnsupportedProtocol("Request URL has an unsupported protocol"))
+    with pytest.raises(KlarRequestError, match="Check the host of connection 'klar_default'"):
+        script.hook().get_status("orders")
+    assert script.sleeps == []
