@@ -137,7 +137,11 @@ def to_storage_path(path: str | os.PathLike[str] | Any, conn_id: str | None = No
     if "://" not in text:
         # A plain local path; absolute so that the file list and the `source` names are unambiguous.
         text = os.path.abspath(os.path.expanduser(text))
-    return osp(text, conn_id=conn_id) if conn_id else osp(text)
+    try:
+        return osp(text, conn_id=conn_id) if conn_id else osp(text)
+    except ValueError as exc:
+        # fsspec does not know the scheme at all (a typo, or a package that is not installed).
+        raise KlarConfigurationError(f"Cannot use {text!r} as a path: {exc}.") from exc
 
 
 def display_name(path: Any) -> str:
