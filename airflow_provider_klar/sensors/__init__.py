@@ -1,1 +1,1 @@
-"""sensors."""
+"""Sensors of airflow-provider-klar: :class:`~airflow_provider_klar.sensors.klar.KlarStatusSensor`."""

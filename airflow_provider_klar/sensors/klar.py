@@ -56,8 +56,10 @@ class KlarStatusSensor(BaseSensorOperator):
     Done when Klar's ``lastSuccess >= since`` and, when given, ``total >= min_total``. When
     ``fail_on_failure`` is set and ``lastFailure >= since`` and ``lastFailure`` is newer than
     ``lastSuccess`` (or there is no success), the task fails at once with
-    :class:`~airflow_provider_klar.exceptions.KlarSubmissionFailedError`, whose message gives both times.
-    Returns (pushes to XCom) the status as :meth:`KlarStatus.to_dict`.
+    :class:`~airflow_provider_klar.exceptions.KlarSubmissionFailedError`, whose message gives both times;
+    this is checked first, so a success after ``since`` followed by a failure (for instance another
+    system's upload) fails the task too. Returns (pushes to XCom) the status as
+    :meth:`KlarStatus.to_dict`.
 
     ``timeout`` counts from the start of the task (in reschedule mode, from the first try's start;
     in deferrable mode, the trigger's deadline is the same instant). On timeout the task fails with

@@ -1,1 +1,1 @@
-"""triggers."""
+"""Triggers of airflow-provider-klar: :class:`~airflow_provider_klar.triggers.klar.KlarStatusTrigger`."""

@@ -305,3 +305,35 @@ def test_never_fail_skips_a_failed_submission_in_every_mode() -> None:
     poking = make_sensor(FakeHook([status(at(1), at(2))]), never_fail=True, timeout=30)
     with pytest.raises(AirflowSkipException):
         poking.execute(context())
+
+
+class FakeAsyncHook:
+    def __init__(self, script: list[KlarStatus]) -> None:
+        self.script = script
+        self.closed = False
+
+    async def aget_status(self, resource: str) -> KlarStatus:
+        return self.script.pop(0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_defers_then_resumes_with_the_event_of_the_rebuilt_trigger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.sdk._shared.module_loading import import_string
+
+    sensor = make_sensor(FakeHook([status(at(-3))]), deferrable=True, poke_interval=0, timeout=60)
+    with pytest.raises(TaskDeferred) as info:
+        sensor.execute(context())
+    # The triggerer rebuilds the trigger from its serialized form, in another process.
+    classpath, kwargs = info.value.trigger.serialize()
+    trigger = import_string(classpath)(**kwargs)
+    async_hook = FakeAsyncHook([status(at(-1)), status(at(4), total=14)])
+    monkeypatch.setattr(trigger, "_make_hook", lambda: async_hook)
+    events = [event async for event in trigger.run()]
+    assert async_hook.closed
+    assert len(events) == 1
+    result = sensor.resume_execution(info.value.method_name, {"event": events[0].payload}, context())
+    assert result == status(at(4), total=14).to_dict()
