@@ -237,10 +237,18 @@ def test_deferrable_fails_at_once_on_a_failed_submission() -> None:
 
 
 def test_deferrable_default_comes_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    import inspect
+    import importlib
 
-    default = inspect.signature(KlarStatusSensor.__init__).parameters["deferrable"].default
-    assert default is False  # [operators] default_deferrable is unset in the test environment
+    from airflow_provider_klar.sensors import klar as module
+
+    # The default is read when the module is imported: import it again under each setting.
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true")
+    try:
+        assert importlib.reload(module).KlarStatusSensor(task_id="t").deferrable is True
+    finally:
+        monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE")
+        importlib.reload(module)
+    assert module.KlarStatusSensor(task_id="t").deferrable is False
 
 
 def test_resumes_with_the_status_on_success() -> None:
