@@ -1,0 +1,342 @@
+"""KlarUploadOperator: stream records from XCom or files into Klar, with an exact account of every record."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence, Sized
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import Asset, BaseOperator
+
+from airflow_provider_klar.exceptions import KlarConfigurationError, KlarRejectedRecordsError
+from airflow_provider_klar.links.klar import KlarLink
+from airflow_provider_klar.resources import RESOURCES, get_resource
+from airflow_provider_klar.upload.accounting import check_max_rejected, describe_limit, exceeds_max_rejected
+from airflow_provider_klar.upload.batching import DEFAULT_MAX_BATCH_BYTES, check_limits
+from airflow_provider_klar.upload.engine import EngineSettings, UploadEngine, UploadMode
+from airflow_provider_klar.upload.report import build_summary, rejected_sink, summary_line
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_klar.upload.engine import CheckpointStore, EngineResult
+
+#: The label of a mapped task instance in the UI: the file it uploads (the numeric index for records).
+DEFAULT_MAP_INDEX_TEMPLATE = (
+    "{{ task.source_label if ti.map_index is not none and ti.map_index >= 0 else '' }}"
+)
+#: Checkpoints go to an Airflow Variable unless told otherwise.
+VARIABLE_CHECKPOINT = "variable"
+
+
+def _templated(value: object) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def resource_asset(resource: str) -> Asset:
+    """Return the Airflow Asset that stands for Klar's data of ``resource`` (``klar://orders``).
+
+    :param resource: A Klar resource name.
+    """
+    return Asset(f"klar://{resource}")
+
+
+class KlarUploadOperator(BaseOperator):
+    """Upload records to Klar in concurrent batches of at most 1000, with an exact account of every record.
+
+    Records come from exactly one of ``records`` (a list, any iterable, or an ``XComArg`` of dicts or
+    models) and ``path`` (a file, folder or glob: local, ``file://``, ``s3://``, ``gs://`` ... in JSON
+    Lines, JSON array or, for the flat cost resources, CSV; optionally gzip-compressed). They are read
+    record by record, checked locally against the models (``validate_locally``), encoded, grouped into
+    batches of at most ``batch_size`` records and ``max_batch_bytes`` bytes, and sent with up to
+    ``max_concurrency`` requests in flight. Memory stays bounded by ``batch_size x (max_concurrency + 1)``
+    records whatever the source size.
+
+    **Outcomes.** A record is accepted (stored by Klar, or found valid in ``mode="validate"``) or
+    rejected: locally (by the models, as a malformed line, or over the byte cap) or by Klar (a 400
+    answer, or a 207 partial one). When Klar refuses a batch with 400 it stores none of it; the
+    records it did not object to are sent again once, without the rejected ones, so every valid
+    record arrives. With ``rejected_path`` every rejected record is written there as JSON Lines with
+    its errors. The task fails with :class:`~airflow_provider_klar.exceptions.KlarRejectedRecordsError`
+    when the rejections exceed ``max_rejected``, but only after every valid record was sent.
+
+    **Resume.** With ``checkpoint`` set (the default), the source positions whose batches Klar has
+    answered are saved (at most every 2 seconds, and when the try fails) under a key made of the DAG,
+    run, task and map index. When Airflow retries the task, the new try skips those positions before
+    even reading them into the models, and adds its counts to the earlier ones; the checkpoint is
+    removed when the task succeeds. Limits: a batch that was in flight when a try died (a killed
+    worker, a lost connection) was not confirmed and is sent again, which is harmless since Klar
+    upserts by id; positions are only meaningful if the source yields the same records in the same
+    order on every try (true of files and of an upstream task's XCom, not of a source that changes
+    between tries); a try failing because of ``max_rejected`` removes the checkpoint, since every valid
+    record was stored and a new try (after fixing the data) must read everything again.
+
+    The summary returned to XCom is small whatever the upload size: ``resource``, ``api_version``,
+    ``mode``, ``records``, ``batches``, ``accepted``, ``rejected``, ``rejected_ids`` (the first 100),
+    ``rejected_path``, ``started_at``, ``finished_at``, ``duration_s``, ``resumed_records``,
+    ``skipped_batches``, ``resent_not_stored`` and ``warnings`` (counts of unknown fields and pitfalls).
+
+    :param resource: The Klar resource: ``orders``, ``refunds``, ``cogs``, ``logistics-costs`` or
+        ``transaction-costs``. Templated.
+    :param records: The records to send: a list, any iterable or an ``XComArg`` of dicts (camelCase
+        names) or models. Templated. Exactly one of ``records`` and ``path``.
+    :param path: A file, folder or glob of files to send, local or in object storage. Templated.
+    :param mode: ``upload`` (store) or ``validate`` (Klar checks, stores nothing; not for
+        ``transaction-costs``, which has no validate endpoint).
+    :param batch_size: Most records per request, 1 to 1000.
+    :param max_concurrency: Most requests in flight at once, 1 to 32.
+    :param validate_locally: Check every record against the models first; invalid ones are never sent.
+    :param strict: With local validation, reject records that look like a known pitfall (a tax rate of
+        19 instead of 0.19, millisecond timestamps...) instead of sending them with a warning.
+    :param max_rejected: How many rejections the task tolerates: an int (a count) or a float below 1
+        (a ratio of the records read). Default 0: any rejection fails the task, after the upload.
+    :param rejected_path: Where to write the rejected records and their errors as JSON Lines, local or
+        object storage. Templated.
+    :param file_format: ``jsonl``, ``json`` or ``csv`` (optionally ``.gz``) for every file of ``path``,
+        instead of telling by the extension.
+    :param max_batch_bytes: Most bytes in one request body; a single record larger than this is rejected.
+    :param checkpoint: Where progress survives a failed try: ``"variable"`` (an Airflow Variable, works
+        on every executor), a folder path or URL in object storage, or ``None`` for no resume.
+    :param source_conn_id: The Airflow connection for the object storage of ``path``, ``rejected_path``
+        and a checkpoint folder, when their URLs do not name one.
+    :param klar_conn_id: The Airflow connection of type ``klar``.
+    :param api_version: The API version (``MM.YYYY``); default the connection's, then the resource's.
+        Templated.
+    :param map_index_template: The label of a mapped task instance; by default the name of its file.
+    """
+
+    template_fields: Sequence[str] = ("records", "path", "resource", "api_version", "rejected_path")
+    template_fields_renderers = {"records": "json"}
+    operator_extra_links = (KlarLink(),)
+    ui_color = "#e8f4ff"
+
+    def __init__(
+        self,
+        *,
+        resource: str = "orders",
+        records: Iterable[Any] | None = None,
+        path: Any = None,
+        mode: str = "upload",
+        batch_size: int = 1000,
+        max_concurrency: int = 4,
+        validate_locally: bool = True,
+        strict: bool = False,
+        max_rejected: int | float = 0,
+        rejected_path: Any = None,
+        file_format: str | None = None,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        checkpoint: Any = VARIABLE_CHECKPOINT,
+        source_conn_id: str | None = None,
+        klar_conn_id: str = "klar_default",
+        api_version: str | None = None,
+        map_index_template: str | None = DEFAULT_MAP_INDEX_TEMPLATE,
+        **kwargs: Any,
+    ) -> None:
+        if (records is None) == (path is None):
+            raise KlarConfigurationError(
+                "KlarUploadOperator needs exactly one of records= (a list, iterable or XComArg of records) "
+                f"and path= (a file, folder or glob); got {'both' if records is not None else 'neither'}."
+            )
+        try:
+            upload_mode = UploadMode(mode)
+            check_limits(batch_size, max_batch_bytes)
+            max_rejected = check_max_rejected(max_rejected)
+            EngineSettings(resource="orders", api_version="07.2025", max_concurrency=max_concurrency)
+        except ValueError as err:
+            if "UploadMode" in str(err):
+                err = ValueError(f"mode must be 'upload' or 'validate', got {mode!r}.")
+            raise KlarConfigurationError(str(err)) from None
+        if not _templated(resource):
+            _check_resource(resource, upload_mode)
+        if checkpoint is False:
+            checkpoint = None
+        if upload_mode is UploadMode.UPLOAD and "outlets" not in kwargs and not _templated(resource):
+            kwargs["outlets"] = [resource_asset(resource)]
+        super().__init__(map_index_template=map_index_template, **kwargs)
+        self.resource = resource
+        self.records = records
+        self.path = path
+        self.mode = upload_mode.value
+        self.batch_size = batch_size
+        self.max_concurrency = max_concurrency
+        self.validate_locally = validate_locally
+        self.strict = strict
+        self.max_rejected = max_rejected
+        self.rejected_path = rejected_path
+        self.file_format = file_format
+        self.max_batch_bytes = max_batch_bytes
+        self.checkpoint = checkpoint
+        self.source_conn_id = source_conn_id
+        self.klar_conn_id = klar_conn_id
+        self.api_version = api_version
+        self._stop: threading.Event | None = None
+        self._hook: Any = None
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Like ``BaseOperator.partial``, adding the resource's Asset as outlet as ``__init__`` does.
+
+        Airflow fills a mapped task's ``outlets`` with ``[]`` before any instance exists, so the default
+        outlet must be set here for the scheduler to see it.
+        """
+        resource = kwargs.get("resource", "orders")
+        mode = kwargs.get("mode", "upload")
+        if (
+            mode == "upload"
+            and "outlets" not in kwargs
+            and isinstance(resource, str)
+            and not _templated(resource)
+        ):
+            kwargs["outlets"] = [resource_asset(resource)]
+        return super().partial(**kwargs)  # type: ignore[misc]
+
+    @property
+    def source_label(self) -> str:
+        """A short name of the source for the UI: the file (or pattern) name, or ``""`` for records."""
+        if self.path is None:
+            return ""
+        text = os.fspath(self.path) if isinstance(self.path, os.PathLike) else str(self.path)
+        return PurePosixPath(text.rstrip("/")).name or text
+
+    # -- execution --------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Send the records; return the summary.
+
+        :param context: The task's context.
+        :raises KlarConfigurationError: For wrong arguments, before anything is sent.
+        :raises KlarRejectedRecordsError: When more records were rejected than ``max_rejected`` allows
+            (after every valid record was sent).
+        """
+        from airflow_provider_klar.hooks.klar import KlarHook
+
+        mode = UploadMode(self.mode)
+        row = _check_resource(self.resource, mode)
+        self._stop = threading.Event()
+        hook = self._hook = KlarHook(self.klar_conn_id, api_version=self.api_version)
+        try:
+            api_version = hook.api_version_for(row.name)
+            validator = self._validator(row.name, api_version)
+            source, total, source_key = self._source(row.name, api_version)
+            settings = EngineSettings(
+                resource=row.name,
+                api_version=api_version,
+                mode=mode,
+                id_field=row.id_field,
+                batch_size=self.batch_size,
+                max_concurrency=self.max_concurrency,
+                max_batch_bytes=self.max_batch_bytes,
+                source_key=source_key,
+            )
+            engine = UploadEngine(
+                settings,
+                hook,
+                validator=validator,
+                checkpoint=self._checkpoint_store(context),
+                log=self.log,
+                stop=self._stop,
+                total=total,
+            )
+            result = self._run(engine, source)
+        finally:
+            self._hook = None
+            hook.close()
+        summary = build_summary(
+            result, settings, rejected_path=_shown(self.rejected_path) if self.rejected_path else None
+        )
+        for message in result.tally.warnings.messages():
+            self.log.warning("%s", message)
+        self.log.info("%s", summary_line(summary))
+        tally = result.tally
+        if exceeds_max_rejected(tally.rejected, tally.records, self.max_rejected):
+            errors = "\n  ".join(tally.errors[:10])
+            where = f" The rejected records are in {summary['rejected_path']}." if self.rejected_path else ""
+            raise KlarRejectedRecordsError(
+                f"{tally.rejected:,} of {tally.records:,} {row.name} records were rejected; "
+                f"{describe_limit(self.max_rejected)}. Every valid record was sent "
+                f"({tally.accepted:,} accepted).{where} First errors:\n  {errors}"
+            )
+        return summary
+
+    def _run(self, engine: UploadEngine, source: Iterable[Any]) -> EngineResult:
+        if self.rejected_path is None:
+            result = engine.run(source)
+        else:
+            from airflow_provider_klar.upload.rejected import RejectedWriter
+
+            with RejectedWriter(self.rejected_path, conn_id=self.source_conn_id) as writer:
+                engine.on_rejected = rejected_sink(writer)
+                result = engine.run(source)
+        # Every record was dealt with (a max_rejected failure included): a new try starts afresh.
+        engine.clear_checkpoint()
+        return result
+
+    def _validator(self, resource: str, api_version: str) -> Any:
+        if not self.validate_locally:
+            return None
+        from airflow_provider_klar.models import RecordValidator
+
+        try:
+            return RecordValidator(resource, api_version, strict=self.strict)
+        except ValueError as err:
+            raise KlarConfigurationError(f"{err} Or pass validate_locally=False.") from None
+
+    def _source(self, resource: str, api_version: str) -> tuple[Iterable[Any], int | None, str]:
+        from airflow_provider_klar.upload.sources import iter_path, iter_records
+
+        if self.path is not None:
+            source = iter_path(
+                self.path,
+                file_format=self.file_format,
+                resource=resource,
+                conn_id=self.source_conn_id,
+                api_version=api_version,
+            )
+            return source, None, f"path:{_shown(self.path)}"
+        records = self.records
+        if records is None:
+            raise KlarConfigurationError("records= rendered to None; pass a list of records.")
+        total = len(records) if isinstance(records, Sized) else None
+        return iter_records(records), total, "records"
+
+    def _checkpoint_store(self, context: Context) -> CheckpointStore | None:
+        if self.checkpoint is None:
+            return None
+        from airflow_provider_klar.upload.checkpoint import PathCheckpoint, VariableCheckpoint, checkpoint_key
+
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        key = checkpoint_key(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else map_index)
+        if self.checkpoint == VARIABLE_CHECKPOINT:
+            return VariableCheckpoint(key)
+        return PathCheckpoint(self.checkpoint, key)
+
+    def on_kill(self) -> None:
+        """Stop sending: no new batch starts; the task's thread raises soon after."""
+        if self._stop is not None:
+            self._stop.set()
+        hook = self._hook
+        if hook is not None:
+            # Closing the client also ends requests (and retry waits) that are in flight now.
+            hook.close()
+
+
+def _check_resource(resource: str, mode: UploadMode) -> Any:
+    try:
+        row = get_resource(resource)
+    except ValueError as err:
+        raise KlarConfigurationError(str(err)) from None
+    if mode is UploadMode.VALIDATE and not row.has_validate:
+        can = ", ".join(name for name, r in RESOURCES.items() if r.has_validate)
+        raise KlarConfigurationError(
+            f"Klar has no validate endpoint for {row.name}: use mode='upload' (and validate_locally=True "
+            f"to check records first). mode='validate' works for {can}."
+        )
+    return row
+
+
+def _shown(path: Any) -> str:
+    # A URL without credentials or connection ids: ObjectStoragePath's str() holds neither.
+    return os.fspath(path) if isinstance(path, os.PathLike) else str(path)

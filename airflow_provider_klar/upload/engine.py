@@ -1,0 +1,537 @@
+"""The upload engine: validate, encode, batch, send concurrently, account, checkpoint. No Airflow in here.
+
+The thread that calls :meth:`UploadEngine.run` reads the source, checks and encodes each record and fills
+batches; up to ``max_concurrency`` worker threads send batches through one shared hook. A new batch is
+handed to the workers only when fewer than ``max_concurrency`` are in flight, so memory is bounded by
+``batch_size x (max_concurrency + 1)`` records whatever the source size. All accounting happens in the
+calling thread.
+
+Every batch covers a *span*: the contiguous run of source positions read since the previous batch,
+including the records rejected locally in between. When a span is finished (its batch answered, and a
+possible re-send of records Klar did not store answered too) its positions join the checkpoint's
+confirmed ranges, together with the running counts. A retried try skips confirmed positions before
+even validating them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Protocol
+
+from airflow_provider_klar.exceptions import KlarError, KlarResponseError
+from airflow_provider_klar.results import FieldError, KlarBatchResult, OutcomeState
+from airflow_provider_klar.upload.accounting import Rejection, RejectionOrigin, Tally, WarningTally
+from airflow_provider_klar.upload.batching import DEFAULT_MAX_BATCH_BYTES, Batch, Batcher, BatchItem
+from airflow_provider_klar.upload.prepare import SourceLike, ValidatorLike, describe, prepare_record
+from airflow_provider_klar.upload.ranges import PositionRanges
+
+#: Version of the checkpoint layout; a checkpoint of another layout is ignored.
+CHECKPOINT_FORMAT = 1
+#: Least seconds between two checkpoint saves while batches keep completing.
+CHECKPOINT_INTERVAL = 2.0
+#: How often (seconds) a thread waiting for batches looks at the stop event.
+_POLL = 0.2
+
+
+class UploadMode(str, Enum):
+    """Where batches go."""
+
+    #: ``POST /<version>/<resource>/json``: Klar stores the records.
+    UPLOAD = "upload"
+    #: ``POST /<version>/<resource>/validate``: Klar checks the records and stores nothing.
+    VALIDATE = "validate"
+
+
+class BatchSender(Protocol):
+    """What the engine needs of :class:`~airflow_provider_klar.hooks.klar.KlarHook`."""
+
+    def upload(
+        self, resource: str, records: Sequence[Mapping[str, Any]], *, encoded: Sequence[bytes] | None = None
+    ) -> KlarBatchResult: ...
+
+    def validate(
+        self, resource: str, records: Sequence[Mapping[str, Any]], *, encoded: Sequence[bytes] | None = None
+    ) -> KlarBatchResult: ...
+
+
+class LogLike(Protocol):
+    """What the engine needs of a logger (``logging.Logger``, Airflow's task logger)."""
+
+    def info(self, msg: Any, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: Any, /, *args: Any) -> Any: ...
+
+
+class CheckpointStore(Protocol):
+    """What the engine needs of a checkpoint store (``VariableCheckpoint``, ``PathCheckpoint``)."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What to send where, and how.
+
+    :param resource: The Klar resource, e.g. ``orders``.
+    :param api_version: The API version the batches go to (recorded in checkpoints and the summary).
+    :param mode: Upload (store) or validate (check only).
+    :param id_field: The field that names a record (``id``, or ``orderId`` for cost resources).
+    :param batch_size: Most records per request (1 to 1000).
+    :param max_concurrency: Most requests in flight at once.
+    :param max_batch_bytes: Most bytes per request body.
+    :param source_key: Identifies the source (the path, or ``records``); a checkpoint of another source
+        is not used.
+    :param checkpoint_interval: Least seconds between checkpoint saves.
+    """
+
+    resource: str
+    api_version: str
+    mode: UploadMode = UploadMode.UPLOAD
+    id_field: str = "id"
+    batch_size: int = 1000
+    max_concurrency: int = 4
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    source_key: str = "records"
+    checkpoint_interval: float = CHECKPOINT_INTERVAL
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int):
+            raise ValueError(f"max_concurrency must be an integer, got {self.max_concurrency!r}.")
+        if not 1 <= self.max_concurrency <= 32:
+            raise ValueError(f"max_concurrency must be from 1 to 32, got {self.max_concurrency}.")
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """What an upload did, across tries.
+
+    :param tally: The counts of every try that contributed (a resumed try adds to the earlier ones).
+    :param resumed_records: Records this try skipped because an earlier try had finished with them.
+    :param skipped_batches: Batches earlier tries had sent and this try did not send again.
+    :param started_at: When this try started (UTC).
+    :param finished_at: When it finished (UTC).
+    :param seconds: This try's duration in seconds.
+    """
+
+    tally: Tally
+    resumed_records: int
+    skipped_batches: int
+    started_at: datetime
+    finished_at: datetime
+    seconds: float
+
+
+@dataclass
+class _Span:
+    """Source positions ``start..end`` and what became of their records; finished when nothing is pending."""
+
+    number: int
+    start: int
+    end: int = -1
+    records: int = 0
+    sent: int = 0
+    accepted: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    warnings: WarningTally | None = None
+    pending: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Send:
+    batch: Batch
+    span: _Span
+    resend: bool = False
+
+
+class UploadStopped(KlarError):
+    """The upload was stopped on request (the task was killed) before it finished."""
+
+
+class UploadEngine:
+    """Send a stream of source records to Klar in concurrent batches, with an exact account of each.
+
+    :param settings: What to send where, and how.
+    :param sender: The hook (or anything with the same ``upload``/``validate`` methods); shared by the
+        worker threads, so it must be thread-safe.
+    :param validator: The models' validator, or ``None`` to send records unchecked.
+    :param on_rejected: Called (in the calling thread) with each rejected record, e.g. to write it out.
+    :param checkpoint: Where to keep progress between tries, or ``None`` for no resume.
+    :param log: Where progress lines go.
+    :param stop: Set it (from any thread) to stop promptly; :meth:`run` then raises :class:`UploadStopped`.
+    :param total: The number of records, when known in advance (for the ETA in the log).
+    """
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        sender: BatchSender,
+        *,
+        validator: ValidatorLike | None = None,
+        on_rejected: Callable[[Rejection], None] | None = None,
+        checkpoint: CheckpointStore | None = None,
+        log: LogLike | None = None,
+        stop: threading.Event | None = None,
+        total: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sender = sender
+        self.validator = validator
+        self.on_rejected = on_rejected
+        self.checkpoint = checkpoint
+        self.log: LogLike = log or logging.getLogger(__name__)
+        self.stop = stop or threading.Event()
+        self.total = total
+        self.tally = Tally()
+        self.confirmed = PositionRanges()
+        self._earlier_batches = 0
+        self._earlier_records = 0
+        self._resumed = 0
+        self._queue: deque[_Send] = deque()
+        self._in_flight: dict[Future[tuple[KlarBatchResult, float]], _Send] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._spans = 0
+        self._last_save = 0.0
+        self._dirty = False
+        self._t0 = 0.0
+
+    # -- checkpoint -------------------------------------------------------------------------------
+
+    def _identity(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "resource": s.resource,
+            "api_version": s.api_version,
+            "mode": s.mode.value,
+            "source": s.source_key,
+        }
+
+    def _resume(self) -> None:
+        if self.checkpoint is None:
+            return
+        state = self.checkpoint.load()
+        if not state:
+            return
+        identity = self._identity()
+        if any(state.get(key) != value for key, value in identity.items()):
+            self.log.warning(
+                "Ignoring a checkpoint of an earlier try made for another upload (%s); sending everything.",
+                ", ".join(f"{k}={state.get(k)!r}" for k in identity if state.get(k) != identity[k]),
+            )
+            return
+        try:
+            confirmed = PositionRanges(state.get("confirmed") or ())
+            tally = Tally.from_state(state.get("tally") or {})
+        except (TypeError, ValueError) as err:
+            self.log.warning("Ignoring an unreadable checkpoint (%s); sending everything.", err)
+            return
+        self.confirmed, self.tally = confirmed, tally
+        self._earlier_batches = tally.batches
+        self._earlier_records = tally.records
+        self.log.info(
+            "Resuming: earlier tries finished %d records (%d accepted, %d rejected) in %d batches; "
+            "those are not sent again.",
+            confirmed.count,
+            tally.accepted,
+            tally.rejected,
+            tally.batches,
+        )
+
+    def _save(self, *, force: bool = False) -> None:
+        if self.checkpoint is None or not self._dirty:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_save < self.settings.checkpoint_interval:
+            return
+        state = {
+            **self._identity(),
+            "confirmed": self.confirmed.to_list(),
+            "tally": self.tally.to_state(),
+            "saved_at": datetime.now(timezone.utc).isoformat(),
+        }
+        try:
+            self.checkpoint.save(state)
+        except Exception as err:  # progress bookkeeping must not fail an otherwise working upload
+            self.log.warning("Could not save the upload checkpoint (%s); a retry may re-send batches.", err)
+            return
+        self._last_save, self._dirty = now, False
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    def run(self, source: Iterable[SourceLike]) -> EngineResult:
+        """Read, check, batch and send every record of ``source``; return the account.
+
+        :param source: The records, as the source readers yield them (with positions).
+        :raises KlarError: The first fatal error of a batch (auth, not found, retries exhausted...),
+            after cancelling the batches not yet sent; :class:`UploadStopped` when stopped.
+        """
+        started = datetime.now(timezone.utc)
+        self._t0 = time.monotonic()
+        self._resume()
+        self._pool = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="klar-upload")
+        try:
+            self._read(source)
+            while self._queue or self._in_flight:
+                self._pump()
+                self._harvest()
+        except BaseException as err:
+            self._abort(drain=not isinstance(err, KlarError))
+            self._save(force=True)
+            raise
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        finished = datetime.now(timezone.utc)
+        return EngineResult(
+            tally=self.tally,
+            resumed_records=self._resumed,
+            skipped_batches=self._earlier_batches,
+            started_at=started,
+            finished_at=finished,
+            seconds=time.monotonic() - self._t0,
+        )
+
+    def clear_checkpoint(self) -> None:
+        """Remove the checkpoint (after a successful run); failures are logged, not raised."""
+        if self.checkpoint is None:
+            return
+        try:
+            self.checkpoint.clear()
+        except Exception as err:
+            self.log.warning("Could not remove the upload checkpoint (%s).", err)
+
+    def _read(self, source: Iterable[SourceLike]) -> None:
+        s = self.settings
+        batcher = Batcher(s.batch_size, s.max_batch_bytes)
+        validator, id_field, confirmed, stop = self.validator, s.id_field, self.confirmed, self.stop
+        span = self._new_span(0)
+        ordinal = -1
+        for ordinal, src in enumerate(source):
+            if stop.is_set():
+                raise UploadStopped(f"The upload was stopped after reading {ordinal} records.")
+            if confirmed and ordinal in confirmed:
+                self._resumed += 1
+                continue
+            prepared = prepare_record(src, validator, id_field)
+            encoded = prepared.encoded
+            if encoded is not None and (why := batcher.too_large(encoded)) is not None:
+                encoded = None
+                prepared = type(prepared)(None, prepared.id, (FieldError("", why),), prepared.warnings)
+            if encoded is None:
+                span.records += 1
+                span.rejections.append(
+                    Rejection(
+                        ordinal,
+                        describe(src),
+                        prepared.id,
+                        prepared.errors,
+                        RejectionOrigin.LOCAL,
+                        src.record if src.error is None else getattr(src, "raw", None),
+                    )
+                )
+                if len(span.rejections) >= s.batch_size:
+                    # A long run of invalid records: finish what is pending rather than hold them all.
+                    span.end = ordinal
+                    span = self._close(span, batcher.flush())
+            else:
+                batch = batcher.add(BatchItem(ordinal, prepared.id, encoded, describe(src)))
+                if batch is not None and batch.items[-1].ordinal != ordinal:
+                    # The record did not fit and starts the next batch: the span ends just before it.
+                    span.end = ordinal - 1
+                    span = self._close(span, batch)
+                    batch = None
+                span.records += 1
+                if batch is not None:
+                    span.end = ordinal
+                    span = self._close(span, batch)
+            if prepared.warnings or prepared.unknown_fields:
+                if span.warnings is None:
+                    span.warnings = WarningTally()
+                span.warnings.add(prepared.id, prepared.warnings, prepared.unknown_fields)
+        span.end = ordinal
+        self._close(span, batcher.flush())
+
+    def _new_span(self, start: int) -> _Span:
+        self._spans += 1
+        return _Span(number=self._spans, start=start)
+
+    def _close(self, span: _Span, batch: Batch | None) -> _Span:
+        """Hand the span's batch to the workers (or finish the span if it has none); return the next span."""
+        if batch is not None:
+            span.sent = len(batch)
+            span.pending = 1
+            self._queue.append(_Send(batch, span))
+            self._pump()
+        elif span.end >= span.start:
+            self._finish(span)
+        return self._new_span(span.end + 1)
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _send(self, batch: Batch) -> tuple[KlarBatchResult, float]:
+        if self.stop.is_set():
+            raise UploadStopped("The upload was stopped before this batch was sent.")
+        started = time.monotonic()
+        id_field = self.settings.id_field
+        # The hook reads only the ids from ``records`` when ``encoded`` is given: small stand-ins suffice.
+        stand_ins = [{id_field: item.id} for item in batch.items]
+        send = self.sender.validate if self.settings.mode is UploadMode.VALIDATE else self.sender.upload
+        result = send(self.settings.resource, stand_ins, encoded=batch.encoded)
+        return result, time.monotonic() - started
+
+    def _pump(self) -> None:
+        """Submit queued batches, waiting for a free slot before each."""
+        assert self._pool is not None
+        while self._queue:
+            while len(self._in_flight) >= self.settings.max_concurrency:
+                self._harvest()
+            job = self._queue.popleft()
+            self._in_flight[self._pool.submit(self._send, job.batch)] = job
+
+    def _harvest(self) -> None:
+        """Wait until at least one batch is answered (or the stop event is set); account for it."""
+        while self._in_flight:
+            if self.stop.is_set():
+                raise UploadStopped("The upload was stopped while batches were in flight.")
+            done, _ = wait(self._in_flight, timeout=_POLL, return_when=FIRST_COMPLETED)
+            if done:
+                for future in done:
+                    job = self._in_flight.pop(future)
+                    result, seconds = future.result()
+                    self._account(job, result, seconds)
+                self._save()
+                return
+
+    def _abort(self, *, drain: bool) -> None:
+        """Stop sending: cancel what has not started; account for what already came back."""
+        self._queue.clear()
+        if drain and not self.stop.is_set():
+            # The source failed, not Klar: the batches in flight are worth finishing and recording.
+            for future, job in list(self._in_flight.items()):
+                try:
+                    result, seconds = future.result()
+                except Exception:
+                    continue
+                self._account(job, result, seconds)
+            self._in_flight.clear()
+            return
+        self.stop.set()
+        for future, job in list(self._in_flight.items()):
+            if future.cancel() or not future.done() or future.exception() is not None:
+                continue
+            result, seconds = future.result()
+            try:
+                self._account(job, result, seconds)
+            except Exception:
+                continue
+        self._in_flight.clear()
+
+    def _account(self, job: _Send, result: KlarBatchResult, seconds: float) -> None:
+        items = job.batch.items
+        span = job.span
+        if len(result.outcomes) != len(items):
+            raise KlarResponseError(
+                f"Klar's answer names {len(result.outcomes)} outcomes for a batch of {len(items)} records."
+            )
+        retry: list[BatchItem] = []
+        for item, outcome in zip(items, result.outcomes, strict=True):
+            state = outcome.state
+            if state is OutcomeState.ACCEPTED:
+                span.accepted += 1
+            elif state is OutcomeState.NOT_STORED and not job.resend:
+                retry.append(item)
+            else:
+                errors = outcome.errors
+                if state is OutcomeState.NOT_STORED:
+                    errors = (
+                        FieldError(
+                            "",
+                            "Klar refused its batch twice for other records' errors and stored nothing of "
+                            "it; the record itself was reported valid. Send it again.",
+                        ),
+                    )
+                span.rejections.append(
+                    Rejection(
+                        item.ordinal,
+                        item.label,
+                        outcome.id or item.id,
+                        errors,
+                        RejectionOrigin.KLAR,
+                        item.encoded,
+                    )
+                )
+        span.seconds += seconds
+        span.pending -= 1
+        if retry:
+            # Klar stored nothing of a 400 batch: send its valid records again, once, without the bad ones.
+            self.tally.resent_not_stored += len(retry)
+            span.pending += 1
+            # First in line: the sooner the span finishes, the sooner the checkpoint covers it.
+            resend = Batch(retry, sum(len(i.encoded) + 1 for i in retry))
+            self._queue.appendleft(_Send(resend, span, resend=True))
+        if span.pending == 0:
+            self._finish(span)
+
+    # -- accounting -------------------------------------------------------------------------------
+
+    def _finish(self, span: _Span) -> None:
+        tally = self.tally
+        tally.records += span.records
+        tally.accepted += span.accepted
+        if span.sent:
+            tally.batches += 1
+        for rejection in span.rejections:
+            tally.add_rejection(rejection)
+            if self.on_rejected is not None:
+                self.on_rejected(rejection)
+        if span.warnings is not None:
+            tally.warnings.merge(span.warnings)
+        self.confirmed.add(span.start, span.end)
+        self._dirty = True
+        self._log_span(span)
+
+    def _log_span(self, span: _Span) -> None:
+        tally = self.tally
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        rate = (tally.records - self._earlier_records) / elapsed
+        progress = f"{tally.records:,} records so far"
+        if self.total:
+            progress = f"{tally.records:,} of {self.total:,} records"
+            if rate > 0:
+                progress += f", about {_duration(max(self.total - tally.records, 0) / rate)} left"
+        if span.sent:
+            self.log.info(
+                "Batch %d: %d records sent, %d accepted, %d rejected, in %.2f s; %s at %.0f records/s.",
+                tally.batches,
+                span.sent,
+                span.accepted,
+                len(span.rejections),
+                span.seconds,
+                progress,
+                rate,
+            )
+        else:
+            self.log.info("%d records rejected locally, nothing to send; %s.", len(span.rejections), progress)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -1,0 +1,101 @@
+"""What an upload tells people: the XCom summary, the final log line, the rejected file's lines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from airflow_provider_klar.upload.accounting import Rejection
+from airflow_provider_klar.upload.engine import EngineResult, EngineSettings
+
+
+def build_summary(
+    result: EngineResult, settings: EngineSettings, *, rejected_path: str | None
+) -> dict[str, Any]:
+    """Return the JSON-ready summary of an upload; small whatever the upload size.
+
+    :param result: What the engine did.
+    :param settings: What it was asked to do.
+    :param rejected_path: Where rejected records were written, if anywhere.
+    """
+    tally = result.tally
+    return {
+        "resource": settings.resource,
+        "api_version": settings.api_version,
+        "mode": settings.mode.value,
+        "records": tally.records,
+        "batches": tally.batches,
+        "accepted": tally.accepted,
+        "rejected": tally.rejected,
+        "rejected_locally": tally.rejected_local,
+        "rejected_by_klar": tally.rejected_klar,
+        "rejected_ids": list(tally.rejected_ids),
+        "rejected_path": rejected_path,
+        "started_at": result.started_at.isoformat(),
+        "finished_at": result.finished_at.isoformat(),
+        "duration_s": round(result.seconds, 3),
+        "resumed_records": result.resumed_records,
+        "skipped_batches": result.skipped_batches,
+        "resent_not_stored": tally.resent_not_stored,
+        "warnings": tally.warnings.to_dict(),
+    }
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """Return the one-line account of an upload for the task log.
+
+    :param summary: As :func:`build_summary` returns it.
+    """
+    verb = "Validated" if summary["mode"] == "validate" else "Uploaded"
+    seconds = max(float(summary["duration_s"]), 1e-9)
+    line = (
+        f"{verb} {summary['records']:,} {summary['resource']} records (API {summary['api_version']}) in "
+        f"{summary['duration_s']:.1f} s: {summary['accepted']:,} accepted, {summary['rejected']:,} rejected "
+        f"({summary['rejected_locally']:,} locally, {summary['rejected_by_klar']:,} by Klar), "
+        f"{summary['batches']:,} batches, {summary['records'] / seconds:,.0f} records/s."
+    )
+    if summary["resumed_records"]:
+        line += (
+            f" Resumed: {summary['resumed_records']:,} records in {summary['skipped_batches']:,} batches "
+            "were confirmed by an earlier try and not sent again."
+        )
+    if summary["resent_not_stored"]:
+        line += (
+            f" {summary['resent_not_stored']:,} records Klar had not stored (their batch held invalid "
+            "records) were sent again."
+        )
+    return line
+
+
+def rejection_entry(rejection: Rejection) -> dict[str, Any]:
+    """Return the JSON-ready line of the rejected file for one rejected record.
+
+    :param rejection: The rejected record.
+    """
+    record: Any = rejection.record
+    if isinstance(record, bytes):
+        # Records rejected by Klar are kept only as the bytes sent; they are valid JSON.
+        record = json.loads(record)
+    elif hasattr(record, "model_dump"):
+        record = record.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {
+        "position": rejection.ordinal,
+        "where": rejection.label,
+        "id": rejection.id,
+        "rejected_by": rejection.origin.value,
+        "errors": [error.to_dict() for error in rejection.errors],
+        "record": record,
+    }
+
+
+def rejected_sink(writer: Any) -> Callable[[Rejection], None]:
+    """Adapt a :class:`~airflow_provider_klar.upload.rejected.RejectedWriter` to the engine's callback.
+
+    :param writer: An open rejected-records writer.
+    """
+
+    def write(rejection: Rejection) -> None:
+        writer.write(rejection_entry(rejection))
+
+    return write
