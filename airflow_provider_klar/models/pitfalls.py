@@ -11,7 +11,7 @@ means either a wrong checksum or, much worse, totals sent where per-unit values 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_klar.results import FieldError
@@ -36,103 +36,126 @@ def _qty(value: float) -> str:
     return f"{value:g}"
 
 
-def _sum(parts: Any, key: str) -> float:
-    if not parts:
-        return 0.0
-    return float(sum(p.get(key) or 0 for p in parts))
+class _Lines:
+    """One pass over an order's line items (bundles included): the checks, the ids, the sums.
 
+    Written as plain loops over dicts because it runs for every valid order: the common, clean path
+    does arithmetic only and builds no strings.
+    """
 
-def _gross(item: Mapping[str, Any]) -> float | None:
-    before = item.get(_BEFORE)
-    if before is not None:
-        return float(before)
-    gmv, quantity = item.get("productGmv"), item.get("quantity")
-    return None if gmv is None or quantity is None else float(gmv) * float(quantity)
+    def __init__(self, order: str) -> None:
+        self.order = order
+        self.ids: set[str] = set()
+        self.found: list[FieldError] = []
 
+    def warn(self, path: str, message: str, value: Any) -> None:
+        self.found.append(FieldError(path, f"order {self.order}: {message}", value))
 
-def _line_amounts(item: Mapping[str, Any]) -> dict[str, float]:
-    """Return the money of one line as Klar adds it up: gross, discounts, taxes and cogs, as line totals."""
-    quantity = float(item.get("quantity") or 0)
-    return {
-        "gross": _gross(item) or 0.0,
-        "discounts": quantity * _sum(item.get("discounts"), "discountAmount"),
-        "taxes": quantity * _sum(item.get("taxes"), "taxAmount"),
-        "cogs": quantity * float(item.get("productCogs") or 0),
-    }
+    def check(
+        self, items: Sequence[Mapping[str, Any]], prefix: str, *, sums: list[float] | None = None
+    ) -> None:
+        """Check ``items``; add their line totals (gross, discounts, taxes, cogs) to ``sums`` if given."""
+        for i, item in enumerate(items):
+            line_id = item.get("id")
+            if line_id is not None:
+                self.ids.add(line_id)
+            quantity = item.get("quantity")
+            gmv = item.get("productGmv")
+            before = item.get(_BEFORE)
+            discount = 0.0
+            for part in item.get("discounts") or ():
+                discount += part.get("discountAmount") or 0
+            tax = 0.0
+            for part in item.get("taxes") or ():
+                tax += part.get("taxAmount") or 0
+            q = 0.0 if quantity is None else float(quantity)
+            gross = before if before is not None else (None if gmv is None or quantity is None else gmv * q)
+            if quantity is not None and gross is not None:
+                # The common case is arithmetic only; _line recomputes and words what is wrong.
+                tolerance = max(CENT_PER_UNIT * max(q, 1.0), RELATIVE * abs(gross))
+                after = item.get(_AFTER)
+                if (
+                    (
+                        gmv is not None
+                        and before is not None
+                        and abs(before - gmv * q) > _tolerance(q, gmv * q)
+                    )
+                    or (q > 1 and (q * discount > gross + tolerance or q * tax > gross + tolerance))
+                    or (after is not None and abs(after - (gross - q * discount - q * tax)) > tolerance)
+                ):
+                    self._line(item, f"{prefix}{i}", (q, gmv, before, gross, discount, tax))
+            children = item.get("bundledProducts")
+            amounts = None
+            if sums is not None or children:
+                amounts = (gross or 0.0, q * discount, q * tax, q * (item.get("productCogs") or 0))
+            if children and amounts is not None:
+                totals = [0.0, 0.0, 0.0, 0.0]
+                self.check(children, f"{prefix}{i}.bundledProducts.", sums=totals)
+                self._bundle(f"{prefix}{i}", amounts, totals)
+            if sums is not None and amounts is not None:
+                for k in range(4):
+                    sums[k] += amounts[k]
 
-
-def _check_line(order: str, item: Mapping[str, Any], path: str) -> Iterator[FieldError]:
-    quantity, gmv = item.get("quantity"), item.get("productGmv")
-    before, after = item.get(_BEFORE), item.get(_AFTER)
-    q = float(quantity) if quantity is not None else None
-    if q is not None and gmv is not None and before is not None:
-        expected = float(gmv) * q
-        if abs(before - expected) > _tolerance(q, expected):
-            yield FieldError(
-                f"{path}.{_BEFORE}",
-                f"order {order}: line total before taxes and discounts is {_money(before)}, but productGmv "
-                f"{_money(gmv)} x quantity {_qty(q)} = {_money(expected)}",
-                before,
+    def _line(
+        self, item: Mapping[str, Any], path: str, numbers: tuple[float, Any, Any, Any, float, float]
+    ) -> None:
+        # numbers: quantity, productGmv, the gross line total sent, the gross used, discount and tax per unit.
+        q, gmv, before, gross, discount, tax = numbers
+        if gmv is not None and before is not None:
+            expected = gmv * q
+            if abs(before - expected) > _tolerance(q, expected):
+                self.warn(
+                    f"{path}.{_BEFORE}",
+                    f"line total before taxes and discounts is {_money(before)}, but productGmv "
+                    f"{_money(gmv)} x quantity {_qty(q)} = {_money(expected)}",
+                    before,
+                )
+        if gross is None:
+            return
+        tolerance = _tolerance(q, gross)
+        as_totals = False
+        if q > 1:
+            for key, per_unit in (("discounts", discount), ("taxes", tax)):
+                if per_unit and q * per_unit > gross + tolerance:
+                    as_totals = True
+                    self.warn(
+                        f"{path}.{key}",
+                        f"{key} look like line totals: quantity {_qty(q)} x {key} per unit "
+                        f"{_money(per_unit)} = {_money(q * per_unit)} exceeds the line's gross "
+                        f"{_money(gross)}; send {key} per single unit",
+                        per_unit,
+                    )
+        after = item.get(_AFTER)
+        if after is None or as_totals:
+            return
+        expected_after = gross - q * discount - q * tax
+        if abs(after - expected_after) > tolerance:
+            message = (
+                f"line total after taxes and discounts is {_money(after)}, but gross {_money(gross)} - "
+                f"quantity {_qty(q)} x (discounts {_money(discount)} + taxes {_money(tax)}) = "
+                f"{_money(expected_after)}"
             )
-    gross = _gross(item)
-    if q is None or gross is None:
-        return
-    discounts = _sum(item.get("discounts"), "discountAmount")
-    taxes = _sum(item.get("taxes"), "taxAmount")
-    as_totals = False
-    for key, per_unit in (("discounts", discounts), ("taxes", taxes)):
-        if q > 1 and per_unit and q * per_unit > gross + _tolerance(q, gross):
-            as_totals = True
-            yield FieldError(
-                f"{path}.{key}",
-                f"order {order}: {key} look like line totals: quantity {_qty(q)} x {key} per unit "
-                f"{_money(per_unit)} = {_money(q * per_unit)} exceeds the line's gross {_money(gross)}; "
-                f"send {key} per single unit",
-                per_unit,
-            )
-    if after is None or as_totals:
-        return
-    expected_after = gross - q * discounts - q * taxes
-    tolerance = _tolerance(q, gross)
-    if abs(after - expected_after) > tolerance:
-        message = (
-            f"order {order}: line total after taxes and discounts is {_money(after)}, but gross "
-            f"{_money(gross)} - quantity {_qty(q)} x (discounts {_money(discounts)} + taxes "
-            f"{_money(taxes)}) = {_money(expected_after)}"
-        )
-        if q > 1 and abs(after - (gross - discounts - taxes)) <= tolerance:
-            message += "; it matches only if discounts and taxes are line totals: send them per single unit"
-        yield FieldError(f"{path}.{_AFTER}", message, after)
+            if q > 1 and abs(after - (gross - discount - tax)) <= tolerance:
+                message += (
+                    "; it matches only if discounts and taxes are line totals: send them per single unit"
+                )
+            self.warn(f"{path}.{_AFTER}", message, after)
+
+    def _bundle(self, path: str, parent: Sequence[float], totals: Sequence[float]) -> None:
+        # Klar ignores a bundle parent's money and sums its constituents: money only on the parent is lost.
+        for key, field, amount, total in zip(_KINDS, _KIND_FIELDS, parent, totals, strict=True):
+            if amount - total > _tolerance(1.0, amount):
+                self.warn(
+                    f"{path}.{field}",
+                    f"bundle parent carries {key} {_money(amount)} but its bundledProducts only "
+                    f"{_money(total)}; Klar ignores a bundle parent's money and sums the constituents, "
+                    f"so put the amounts on the bundledProducts",
+                    amount,
+                )
 
 
-def _check_bundle(order: str, item: Mapping[str, Any], path: str) -> Iterator[FieldError]:
-    constituents = item.get("bundledProducts")
-    if not constituents:
-        return
-    parent = _line_amounts(item)
-    totals = dict.fromkeys(parent, 0.0)
-    for child in constituents:
-        for key, value in _line_amounts(child).items():
-            totals[key] += value
-    fields = {"gross": "productGmv", "discounts": "discounts", "taxes": "taxes", "cogs": "productCogs"}
-    for key, amount in parent.items():
-        if amount - totals[key] > _tolerance(1.0, amount):
-            yield FieldError(
-                f"{path}.{fields[key]}",
-                f"order {order}: bundle parent carries {key} {_money(amount)} but its bundledProducts only "
-                f"{_money(totals[key])}; Klar ignores a bundle parent's money and sums the constituents, "
-                f"so put the amounts on the bundledProducts",
-                amount,
-            )
-
-
-def _walk_lines(items: Sequence[Mapping[str, Any]], path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    for i, item in enumerate(items):
-        item_path = f"{path}.{i}"
-        yield item_path, item
-        children = item.get("bundledProducts")
-        if children:
-            yield from _walk_lines(children, f"{item_path}.bundledProducts")
+_KINDS = ("gross", "discounts", "taxes", "cogs")
+_KIND_FIELDS = ("productGmv", "discounts", "taxes", "productCogs")
 
 
 def check_order(order: Mapping[str, Any], order_id: str | None = None) -> list[FieldError]:
@@ -141,24 +164,17 @@ def check_order(order: Mapping[str, Any], order_id: str | None = None) -> list[F
     :param order: An order that passed validation.
     :param order_id: The id named in messages; defaults to the order's ``id``.
     """
-    name = order_id if order_id is not None else str(order.get("id"))
-    found: list[FieldError] = []
-    line_ids: set[str] = set()
-    for path, item in _walk_lines(order.get("lineItems") or (), "lineItems"):
-        if item.get("id") is not None:
-            line_ids.add(item["id"])
-        found.extend(_check_line(name, item, path))
-        found.extend(_check_bundle(name, item, path))
+    lines = _Lines(order_id if order_id is not None else str(order.get("id")))
+    items = order.get("lineItems")
+    if items:
+        lines.check(items, "lineItems.")
     for i, refunded in enumerate(order.get("refundedLineItems") or ()):
         line_item_id = refunded.get("lineItemId")
-        if line_item_id is not None and line_item_id not in line_ids:
-            known = ", ".join(sorted(line_ids)[:10]) or "none"
-            found.append(
-                FieldError(
-                    f"refundedLineItems.{i}.lineItemId",
-                    f"order {name}: refunded line item {line_item_id!r} is not among the order's line items "
-                    f"(ids: {known})",
-                    line_item_id,
-                )
+        if line_item_id is not None and line_item_id not in lines.ids:
+            known = ", ".join(sorted(lines.ids)[:10]) or "none"
+            lines.warn(
+                f"refundedLineItems.{i}.lineItemId",
+                f"refunded line item {line_item_id!r} is not among the order's line items (ids: {known})",
+                line_item_id,
             )
-    return found
+    return lines.found

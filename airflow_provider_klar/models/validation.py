@@ -1,23 +1,25 @@
 """The one way to choose a model for (resource, version), and the record validator the operator uses.
 
-Speed: a valid record costs one pydantic-core validation plus a walk over its nested objects (not its
-fields) to find unknown names; the record sent is the caller's own dict, since by construction it
-would dump back to itself. Only records that use snake_case names, hold model instances or
-non-JSON values in unknown fields are dumped again.
+Speed: a valid record costs one pydantic-core validation, against a copy of the model's schema that
+reports unknown keys as errors (so finding them needs no Python walk), plus the pitfall arithmetic
+for orders. The record sent is the caller's own dict, since by construction it would dump back to
+itself. Only records that use snake_case names, hold model instances or non-JSON values in unknown
+fields are validated again and dumped.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails, SchemaValidator
 
-from airflow_provider_klar.models._messages import describe, field_errors
+from airflow_provider_klar.models._messages import describe, field_errors, path_of
 from airflow_provider_klar.models.costs import Cogs, LogisticsCosts, Refund, TransactionCosts
 from airflow_provider_klar.models.orders import Order, Order_12_2022
 from airflow_provider_klar.models.pitfalls import check_order
@@ -101,70 +103,58 @@ class ValidatedRecord:
         return self.record is not None and not self.errors
 
 
-class _Walker:
-    """Finds unknown fields in a validated raw record, nested object by nested object."""
+def _forbid_extras(node: Any, shadows: dict[type, type]) -> Any:
+    """Return a copy of a core schema that rejects unknown keys and model instances.
 
-    _cache: dict[type[BaseModel], _Walker] = {}
+    Every model's ``cls`` becomes a plain shadow class nobody else instantiates, so a model instance
+    nested in a dict fails here (and takes the slow path, which dumps it) instead of being passed on.
+    """
+    if isinstance(node, list):
+        return [_forbid_extras(n, shadows) for n in node]
+    if not isinstance(node, dict):
+        return node
+    new = {key: _forbid_extras(value, shadows) for key, value in node.items()}
+    if node.get("type") == "model":
+        cls = node["cls"]
+        if cls not in shadows:
+            shadows[cls] = type(f"_Checked{cls.__name__}", (), {"__module__": __name__})
+        new["cls"] = shadows[cls]
+        new["config"] = {**node.get("config", {}), "extra_fields_behavior": "forbid"}
+    elif node.get("type") == "model-fields":
+        new["extra_behavior"] = "forbid"
+    return new
 
-    def __init__(self, model: type[BaseModel]) -> None:
-        self.aliases: frozenset[str] = frozenset(f.alias or n for n, f in model.model_fields.items())
-        self.names: frozenset[str] = frozenset(n for n, f in model.model_fields.items() if f.alias != n)
-        self.nested: list[tuple[str, _Walker, bool]] = []
-        _Walker._cache[model] = self
-        for name, info in model.model_fields.items():
-            ann = info.annotation
-            sub, is_list = _nested_model(ann)
-            if sub is not None:
-                walker = _Walker._cache.get(sub) or _Walker(sub)
-                self.nested.append((info.alias or name, walker, is_list))
 
-    @classmethod
-    def of(cls, model: type[BaseModel]) -> _Walker:
-        return cls._cache.get(model) or cls(model)
+@functools.cache
+def _checker(model: type[BaseModel]) -> SchemaValidator:
+    """Return a validator of ``model`` that reports unknown keys as ``extra_forbidden`` errors."""
+    schema = model.__pydantic_core_schema__
+    return SchemaValidator(_forbid_extras(schema, {}), model.model_config)  # type: ignore[arg-type]
 
-    def scan(self, raw: Mapping[str, Any], prefix: str, unknown: list[str]) -> bool:
-        """Append unknown paths to ``unknown``; return whether the record must be dumped again."""
-        redump = False
-        if not self.aliases.issuperset(raw):
-            for key in raw:
-                if key in self.aliases:
-                    continue
-                if key in self.names:
-                    redump = True
-                else:
-                    unknown.append(prefix + key)
-                    redump = redump or not _json_ready(raw[key])
-        for alias, walker, is_list in self.nested:
-            child = raw.get(alias)
-            if child is None:
+
+@functools.cache
+def _snake_names() -> frozenset[str]:
+    """Return the snake_case attribute names of every model that differ from their JSON names."""
+    names: set[str] = set()
+    seen: set[type[BaseModel]] = set()
+    for shapes in MODELS.values():
+        stack = list(shapes.values())
+        while stack:
+            current = stack.pop()
+            if current in seen:
                 continue
-            if is_list:
-                for i, item in enumerate(child):
-                    if type(item) is not dict:
-                        redump = True
-                    else:
-                        redump = walker.scan(item, f"{prefix}{alias}.{i}.", unknown) or redump
-            elif type(child) is not dict:
-                redump = True
-            else:
-                redump = walker.scan(child, f"{prefix}{alias}.", unknown) or redump
-        return redump
+            seen.add(current)
+            for name, info in current.model_fields.items():
+                if info.alias and info.alias != name:
+                    names.add(name)
+                stack.extend(_models_in(info.annotation))
+    return frozenset(names)
 
 
-def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
-    """Return the model a field holds (directly, optionally, or as a list of them), if any."""
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, False
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) is list and args:
-        sub, _ = _nested_model(args[0])
-        return sub, True
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        for arg in args:
-            sub, is_list = _nested_model(arg)
-            if sub is not None:
-                return sub, is_list
-    return None, False
+        return [annotation] if annotation.__pydantic_complete__ else []
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
 def _json_ready(value: Any) -> bool:
@@ -204,7 +194,8 @@ class RecordValidator:
         self.model = model_for(row.name, version)
         self._id_field = RESOURCES[row.name].id_field
         self._core = self.model.__pydantic_validator__
-        self._walker = _Walker.of(self.model)
+        self._checker = _checker(self.model)
+        self._snake = _snake_names()
         self._pitfalls = check_order if row.name == "orders" else None
 
     def __repr__(self) -> str:
@@ -213,38 +204,57 @@ class RecordValidator:
     def validate(self, record: Mapping[str, Any] | BaseModel) -> ValidatedRecord:
         """Validate one record and return what to send, or why not.
 
+        A valid record is sent as the caller's own dict (not a copy): it is already exactly what the
+        model would dump. Records with snake_case names, nested model instances or non-JSON values in
+        unknown fields are dumped from the model instead.
+
         :param record: A dict with camelCase (or snake_case) names, or a model instance.
         """
+        raw: dict[str, Any]
         if isinstance(record, BaseModel):
-            record = record.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        elif not isinstance(record, Mapping):
-            return ValidatedRecord(
-                None, None, (FieldError("", f"a record must be an object, got {describe(record)}", record),)
-            )
-        elif type(record) is not dict:
-            record = dict(record)
-        record_id = _best_id(record, self._id_field)
-        unknown: list[str] = []
-        try:
-            # Names off: a snake_case key then shows up as an unknown key, which the walk tells.
-            self._core.validate_python(record, by_alias=True, by_name=False)
-        except ValidationError:
-            redump = True
+            raw = record.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        elif isinstance(record, dict):
+            raw = record
+        elif isinstance(record, Mapping):
+            raw = dict(record)
         else:
-            redump = self._walker.scan(record, "", unknown)
-        out: dict[str, Any] = record
-        if redump:
-            try:
-                instance = self._core.validate_python(record, by_alias=True, by_name=True)
-            except ValidationError as exc:
-                errors = field_errors(exc.errors(include_url=False), self.version)
-                return ValidatedRecord(None, record_id, errors)
-            out = instance.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            error = FieldError("", f"a record must be an object, got {describe(record)}", record)
+            return ValidatedRecord(None, None, (error,))
+        try:
+            # One pydantic-core pass; names off, so a snake_case key is reported like an unknown one.
+            self._checker.validate_python(raw, by_alias=True, by_name=False)
+        except ValidationError as exc:
+            return self._slow(raw, exc.errors(include_url=False))
+        return self._finish(raw, ())
+
+    def _slow(self, raw: dict[str, Any], errors: list[ErrorDetails]) -> ValidatedRecord:
+        """Handle a record with unknown keys, snake_case names, nested models or errors."""
+        unknown = [path_of(e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
+        if len(unknown) == len(errors) and not any(
+            e["loc"][-1] in self._snake or not _json_ready(e["input"]) for e in errors
+        ):
+            return self._finish(raw, tuple(unknown))
+        try:
+            instance = self._core.validate_python(raw, by_alias=True, by_name=True)
+        except ValidationError as exc:
+            found = field_errors(exc.errors(include_url=False), self.version)
+            return ValidatedRecord(None, _best_id(raw, self._id_field), found)
+        out = instance.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        try:
+            self._checker.validate_python(out, by_alias=True, by_name=False)
+        except ValidationError as exc:
+            unknown = [
+                path_of(e["loc"]) for e in exc.errors(include_url=False) if e["type"] == "extra_forbidden"
+            ]
+        else:
             unknown = []
-            self._walker.scan(out, "", unknown)
+        return self._finish(out, tuple(unknown))
+
+    def _finish(self, out: dict[str, Any], unknown: tuple[str, ...]) -> ValidatedRecord:
+        record_id = _best_id(out, self._id_field)
         warnings: tuple[FieldError, ...] = ()
         if self._pitfalls is not None:
             warnings = tuple(self._pitfalls(out, record_id))
         if warnings and self.strict:
-            return ValidatedRecord(None, record_id, warnings, (), tuple(unknown))
-        return ValidatedRecord(out, record_id, (), warnings, tuple(unknown))
+            return ValidatedRecord(None, record_id, warnings, (), unknown)
+        return ValidatedRecord(out, record_id, (), warnings, unknown)
