@@ -50,8 +50,9 @@ def _error_dict(error: FieldError | Mapping[str, Any] | str) -> dict[str, Any]:
 class RejectedWriter:
     """Collect rejected records: count them, and write them as JSON Lines when a path is given.
 
-    Use it as a context manager; the file is opened on the first :meth:`write` and closed (flushed to
-    object storage) on exit. Thread-safe: several threads may write through one writer.
+    Use it as a context manager; the file is opened on the first rejected record and closed (flushed
+    to object storage) on exit. Thread-safe: several threads may write through one writer.
+    :meth:`reject` writes the documented layout; :meth:`write` writes a line the caller composed.
 
     :param path: A local path, a URL Airflow's object storage understands (``s3://...``) or an
         ``ObjectStoragePath``; ``None`` only counts. An existing file is replaced.
@@ -80,7 +81,27 @@ class RejectedWriter:
     ) -> None:
         self.close()
 
-    def write(
+    def write(self, entry: Mapping[str, Any]) -> None:
+        """Count one rejected record and, with a path, append ``entry`` to the file as one JSON line.
+
+        :param entry: The line to write, JSON-ready; a pydantic model under ``"record"`` is dumped by
+            alias, and values JSON does not know (datetimes, Decimals) are written as strings.
+        """
+        if self.path is None:
+            with self._lock:
+                self.count += 1
+            return
+        line = dict(entry)
+        if "record" in line:
+            line["record"] = _plain(line["record"])
+        data = _encode(line).encode() + b"\n"
+        with self._lock:
+            self.count += 1
+            if self._file is None:
+                self._file = self._open()
+            self._file.write(data)
+
+    def reject(
         self,
         *,
         position: int | None,
@@ -92,7 +113,7 @@ class RejectedWriter:
         batch: int | None = None,
         index_in_batch: int | None = None,
     ) -> None:
-        """Count one rejected record and, with a path, append it to the file.
+        """Count one rejected record and, with a path, write it in the documented layout.
 
         :param position: The record's position in the whole source.
         :param source: The file it came from, or ``"records"``.
@@ -111,15 +132,8 @@ class RejectedWriter:
             entry["index_in_batch"] = index_in_batch
         entry["id"] = id
         entry["errors"] = [_error_dict(e) for e in errors]
-        entry["record"] = _plain(record)
-        data = _encode(entry).encode() + b"\n" if self.path is not None else b""
-        with self._lock:
-            self.count += 1
-            if self.path is None:
-                return
-            if self._file is None:
-                self._file = self._open()
-            self._file.write(data)
+        entry["record"] = record
+        self.write(entry)
 
     def write_unreadable(self, item: SourceRecord, id: str | None = None) -> None:
         """Record a line the reader could not parse (``item.error`` set), with its raw text.
@@ -127,7 +141,7 @@ class RejectedWriter:
         :param item: The error record from a reader.
         :param id: Its id, if one could be guessed.
         """
-        self.write(
+        self.reject(
             position=item.position,
             source=item.source,
             line=item.line,

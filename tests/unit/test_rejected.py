@@ -37,7 +37,7 @@ def test_writes_one_json_line_per_rejected_record(tmp_path: Path) -> None:
     target = tmp_path / "out" / "rejected.jsonl"
     record = {"id": "ORD-7", "lineItems": [{"taxes": [{"taxRate": 19}]}]}
     with RejectedWriter(str(target)) as writer:
-        writer.write(
+        writer.reject(
             position=7,
             source="orders.jsonl",
             line=8,
@@ -47,7 +47,7 @@ def test_writes_one_json_line_per_rejected_record(tmp_path: Path) -> None:
             batch=0,
             index_in_batch=7,
         )
-        writer.write(
+        writer.reject(
             position=9,
             source="orders.jsonl",
             line=10,
@@ -93,7 +93,7 @@ def test_no_file_is_created_when_nothing_is_rejected(tmp_path: Path) -> None:
 def test_without_a_path_it_only_counts(tmp_path: Path) -> None:
     with RejectedWriter(None) as writer:
         for i in range(3):
-            writer.write(position=i, source="records", line=i, id=str(i), errors=["bad"], record={})
+            writer.reject(position=i, source="records", line=i, id=str(i), errors=["bad"], record={})
     assert writer.count == 3
     assert writer.location is None
     assert list(tmp_path.iterdir()) == []
@@ -128,10 +128,10 @@ def test_models_and_values_json_does_not_know_are_still_written(tmp_path: Path) 
     target = tmp_path / "r.jsonl"
     when = datetime(2025, 7, 1, tzinfo=timezone.utc)
     with RejectedWriter(target) as writer:
-        writer.write(
+        writer.reject(
             position=0, source="records", line=0, id="A", errors=[], record=Order(orderId="A", created=when)
         )
-        writer.write(
+        writer.reject(
             position=1,
             source="records",
             line=1,
@@ -148,7 +148,7 @@ def test_models_and_values_json_does_not_know_are_still_written(tmp_path: Path) 
 
 def test_writes_to_object_storage(memory_fs: fsspec.AbstractFileSystem) -> None:
     with RejectedWriter("memory://bucket/runs/r1/rejected.jsonl") as writer:
-        writer.write(position=3, source="s", line=4, id="X", errors=["no"], record={"id": "X"})
+        writer.reject(position=3, source="s", line=4, id="X", errors=["no"], record={"id": "X"})
 
     assert writer.location == "memory://bucket/runs/r1/rejected.jsonl"
     [entry] = lines(memory_fs.cat("/bucket/runs/r1/rejected.jsonl"))
@@ -160,7 +160,7 @@ def test_an_existing_file_is_replaced(tmp_path: Path) -> None:
     target = tmp_path / "r.jsonl"
     target.write_text('{"old": true}\n')
     with RejectedWriter(target) as writer:
-        writer.write(position=0, source="s", line=1, id="new", errors=["x"], record={})
+        writer.reject(position=0, source="s", line=1, id="new", errors=["x"], record={})
     assert [e["id"] for e in lines(target.read_bytes())] == ["new"]
 
 
@@ -170,7 +170,7 @@ def test_threads_may_share_one_writer_without_mixing_lines(tmp_path: Path) -> No
 
         def work(thread: int) -> None:
             for i in range(200):
-                writer.write(
+                writer.reject(
                     position=thread * 1000 + i,
                     source="s",
                     line=i,
@@ -190,3 +190,20 @@ def test_threads_may_share_one_writer_without_mixing_lines(tmp_path: Path) -> No
     assert sorted(e["position"] for e in entries) == sorted(
         t * 1000 + i for t in range(4) for i in range(200)
     )
+
+
+def test_write_takes_a_line_composed_by_the_caller(tmp_path: Path) -> None:
+    target = tmp_path / "r.jsonl"
+    when = datetime(2025, 7, 1, tzinfo=timezone.utc)
+    with RejectedWriter(target) as writer:
+        writer.write({"position": 4, "where": "a.jsonl line 5", "record": Order(orderId="Z", created=when)})
+        writer.write({"position": 5, "errors": [], "record": None})
+    assert writer.count == 2
+    assert lines(target.read_bytes()) == [
+        {
+            "position": 4,
+            "where": "a.jsonl line 5",
+            "record": {"orderId": "Z", "created": "2025-07-01T00:00:00Z"},
+        },
+        {"position": 5, "errors": [], "record": None},
+    ]
