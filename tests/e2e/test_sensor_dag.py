@@ -311,19 +311,45 @@ def test_a_status_endpoint_answering_503_twice_does_not_fail_the_sensor(
     assert json.loads(out.read_text())["last_batch_count"] == 3
 
 
-def test_deferred_timeout_with_soft_fail_skips(status_server: StatusServer, tmp_path: Path) -> None:
+MODES = {
+    "deferrable": {"deferrable": True},
+    "poke": {"deferrable": False, "mode": "poke"},
+    "reschedule": {"deferrable": False, "mode": "reschedule"},
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_timeout_with_soft_fail_skips_in_every_mode(
+    status_server: StatusServer, tmp_path: Path, mode: str
+) -> None:
     dag = sensor_dag(
-        "klar_e2e_soft_fail", tmp_path / "status.json", deferrable=True, timeout=1.5, soft_fail=True
+        f"klar_e2e_soft_fail_{mode}", tmp_path / "status.json", timeout=1.5, soft_fail=True, **MODES[mode]
     )
     state, tis, elapsed = run_dag(dag, tmp_path)
     assert tis == {"wait": "skipped", "record": "skipped"}
     assert state == "success"
-    assert status_server.gets() >= 2  # the first check, then the trigger until the deadline
+    assert status_server.gets() >= 2  # it kept checking until the timeout
     assert elapsed < 25
 
 
-def test_deferred_timeout_without_soft_fail_fails(status_server: StatusServer, tmp_path: Path) -> None:
-    dag = sensor_dag("klar_e2e_timeout", tmp_path / "status.json", deferrable=True, timeout=1.5)
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_timeout_without_soft_fail_fails_in_every_mode(
+    status_server: StatusServer, tmp_path: Path, mode: str
+) -> None:
+    dag = sensor_dag(f"klar_e2e_timeout_{mode}", tmp_path / "status.json", timeout=1.5, **MODES[mode])
+    state, tis, _ = run_dag(dag, tmp_path)
+    assert tis["wait"] == "failed"
+    assert state == "failed"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_a_failed_submission_is_not_skipped_by_soft_fail_in_any_mode(
+    status_server: StatusServer, tmp_path: Path, mode: str
+) -> None:
+    status_server.script.extend([None, fail_after_success])
+    dag = sensor_dag(
+        f"klar_e2e_failed_soft_{mode}", tmp_path / "status.json", timeout=30, soft_fail=True, **MODES[mode]
+    )
     state, tis, _ = run_dag(dag, tmp_path)
     assert tis["wait"] == "failed"
     assert state == "failed"
