@@ -16,7 +16,12 @@ from airflow_provider_klar.resources import RESOURCES, get_resource
 from airflow_provider_klar.upload.accounting import check_max_rejected, describe_limit, exceeds_max_rejected
 from airflow_provider_klar.upload.batching import DEFAULT_MAX_BATCH_BYTES, check_limits
 from airflow_provider_klar.upload.engine import EngineSettings, UploadEngine, UploadMode
-from airflow_provider_klar.upload.report import build_summary, rejected_sink, summary_line
+from airflow_provider_klar.upload.report import (
+    build_summary,
+    carry_over_rejections,
+    rejected_sink,
+    summary_line,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -239,13 +244,11 @@ class KlarUploadOperator(BaseOperator):
                 stop=self._stop,
                 total=total,
             )
-            result = self._run(engine, source)
+            result, rejected_at = self._run(engine, source)
         finally:
             self._hook = None
             hook.close()
-        summary = build_summary(
-            result, settings, rejected_path=_shown(self.rejected_path) if self.rejected_path else None
-        )
+        summary = build_summary(result, settings, rejected_path=rejected_at)
         for message in result.tally.warnings.messages():
             self.log.warning("%s", message)
         self.log.info("%s", summary_line(summary))
@@ -260,18 +263,24 @@ class KlarUploadOperator(BaseOperator):
             )
         return summary
 
-    def _run(self, engine: UploadEngine, source: Iterable[Any]) -> EngineResult:
+    def _run(self, engine: UploadEngine, source: Iterable[Any]) -> tuple[EngineResult, str | None]:
+        """Run the engine, writing rejected records if asked; return the result and the rejected file."""
         if self.rejected_path is None:
-            result = engine.run(source)
+            result, location = engine.run(source), None
         else:
             from airflow_provider_klar.upload.rejected import RejectedWriter
 
+            confirmed = engine.load_checkpoint()
             with RejectedWriter(self.rejected_path, conn_id=self.source_conn_id) as writer:
+                if confirmed:
+                    copied = carry_over_rejections(self.rejected_path, self.source_conn_id, confirmed, writer)
+                    self.log.info("Copied %d rejected records of earlier tries to the rejected file.", copied)
                 engine.on_rejected = rejected_sink(writer)
                 result = engine.run(source)
+            location = writer.location
         # Every record was dealt with (a max_rejected failure included): a new try starts afresh.
         engine.clear_checkpoint()
-        return result
+        return result, location
 
     def _validator(self, resource: str, api_version: str) -> Any:
         if not self.validate_locally:
@@ -311,7 +320,7 @@ class KlarUploadOperator(BaseOperator):
         key = checkpoint_key(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else map_index)
         if self.checkpoint == VARIABLE_CHECKPOINT:
             return VariableCheckpoint(key)
-        return PathCheckpoint(self.checkpoint, key)
+        return PathCheckpoint(self.checkpoint, key, conn_id=self.source_conn_id)
 
     def on_kill(self) -> None:
         """Stop sending: no new batch starts; the task's thread raises soon after."""

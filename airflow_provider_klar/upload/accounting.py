@@ -40,7 +40,8 @@ class Rejection:
     """One rejected record and why.
 
     :param ordinal: Position of the record in the whole source stream (0-based).
-    :param label: Where it came from, for people: ``line 12 of orders.jsonl`` or ``record 12``.
+    :param source: The file it came from, or ``records``.
+    :param line: Its line number (JSON Lines, CSV) or item index (JSON arrays, ``records=``), if known.
     :param id: The record's id, when known.
     :param errors: Why it was rejected.
     :param origin: Who rejected it.
@@ -48,16 +49,38 @@ class Rejection:
     """
 
     ordinal: int
-    label: str
+    source: str
+    line: int | None
     id: str | None
     errors: tuple[FieldError, ...]
     origin: RejectionOrigin
     record: Any = None
 
+    @property
+    def label(self) -> str:
+        """Where the record came from, for people: ``line 12 of orders.jsonl`` or ``record 12``."""
+        return where(self.ordinal, self.source, self.line)
+
     def lines(self) -> list[str]:
         """Readable lines, one per error: ``line 12 of orders.jsonl (id ORD-1): lineItems.0.sku: ...``."""
         who = f"{self.label} (id {self.id})" if self.id is not None else self.label
         return [f"{who}: {error}" for error in self.errors or (FieldError("", "rejected"),)]
+
+
+def where(position: int, source: str, line: int | None) -> str:
+    """Say where a record came from: ``record 12``, ``line 12 of /data/orders.jsonl``, ``item 3 of x.json``.
+
+    :param position: The record's position in the whole source.
+    :param source: The file it came from, or ``records``.
+    :param line: Its line number or item index, if known.
+    """
+    if source == "records":
+        return f"record {position}"
+    if line is None:
+        return f"record {position} of {source}"
+    # JSON array files count items from 0; line-based formats count lines from 1.
+    unit = "item" if source.lower().removesuffix(".gz").endswith(".json") else "line"
+    return f"{unit} {line} of {source}"
 
 
 def generic_path(path: str) -> str:
@@ -112,14 +135,14 @@ class WarningTally:
         """One readable message per kind of warning, or none when there is nothing to say."""
         out: list[str] = []
         if self.unknown_fields:
-            fields = ", ".join(f"{k} ({v} records)" for k, v in self.unknown_fields.most_common())
+            fields = ", ".join(f"{k} ({v} records)" for k, v in _by_count(self.unknown_fields))
             out.append(
                 f"Records carry fields the Klar models do not know: {fields}. Klar ignores or rejects "
                 "unknown fields; check their spelling (JSON names are camelCase)."
             )
         if self.pitfalls:
             parts = []
-            for key, count in self.pitfalls.most_common():
+            for key, count in _by_count(self.pitfalls):
                 example = self.examples.get(key)
                 parts.append(f"{key} ({count} records, e.g. {example})" if example else f"{key} ({count})")
             out.append(f"Records look like a known Klar pitfall: {'; '.join(parts)}.")
@@ -201,6 +224,10 @@ class Tally:
             errors=[str(e) for e in state.get("errors") or []][:MAX_ERRORS],
             warnings=WarningTally.from_state(state.get("warnings") or {}),
         )
+
+
+def _by_count(counter: Counter[str]) -> list[tuple[str, int]]:
+    return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def check_max_rejected(value: object) -> int | float:

@@ -21,13 +21,15 @@ class BatchItem:
     :param ordinal: The record's position in the whole source stream (0-based), used by checkpoints.
     :param id: The record's id, when known.
     :param encoded: The record as compact JSON bytes, exactly as it goes on the wire.
-    :param label: Where the record came from, for messages (``line 12 of orders.jsonl``).
+    :param source: The file the record came from, or ``records``.
+    :param line: Its line number or item index in that source, if known.
     """
 
     ordinal: int
     id: str | None
     encoded: bytes
-    label: str
+    source: str = "records"
+    line: int | None = None
 
 
 @dataclass(slots=True)

@@ -30,7 +30,7 @@ from airflow_provider_klar.exceptions import KlarError, KlarResponseError
 from airflow_provider_klar.results import FieldError, KlarBatchResult, OutcomeState
 from airflow_provider_klar.upload.accounting import Rejection, RejectionOrigin, Tally, WarningTally
 from airflow_provider_klar.upload.batching import DEFAULT_MAX_BATCH_BYTES, Batch, Batcher, BatchItem
-from airflow_provider_klar.upload.prepare import SourceLike, ValidatorLike, describe, prepare_record
+from airflow_provider_klar.upload.prepare import SourceLike, ValidatorLike, prepare_record
 from airflow_provider_klar.upload.ranges import PositionRanges
 
 #: Version of the checkpoint layout; a checkpoint of another layout is ignored.
@@ -198,6 +198,7 @@ class UploadEngine:
         self.confirmed = PositionRanges()
         self._earlier_batches = 0
         self._earlier_records = 0
+        self._loaded = False
         self._resumed = 0
         self._queue: deque[_Send] = deque()
         self._in_flight: dict[Future[tuple[KlarBatchResult, float]], _Send] = {}
@@ -218,6 +219,17 @@ class UploadEngine:
             "mode": s.mode.value,
             "source": s.source_key,
         }
+
+    def load_checkpoint(self) -> PositionRanges:
+        """Read the checkpoint of earlier tries, once; return the positions they finished with.
+
+        :meth:`run` calls it; call it before to learn what an earlier try did (e.g. to carry its rejected
+        records over).
+        """
+        if not self._loaded:
+            self._loaded = True
+            self._resume()
+        return self.confirmed
 
     def _resume(self) -> None:
         if self.checkpoint is None:
@@ -280,7 +292,7 @@ class UploadEngine:
         """
         started = datetime.now(timezone.utc)
         self._t0 = time.monotonic()
-        self._resume()
+        self.load_checkpoint()
         self._pool = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="klar-upload")
         try:
             self._read(source)
@@ -334,7 +346,8 @@ class UploadEngine:
                 span.rejections.append(
                     Rejection(
                         ordinal,
-                        describe(src),
+                        src.source,
+                        src.line,
                         prepared.id,
                         prepared.errors,
                         RejectionOrigin.LOCAL,
@@ -346,7 +359,7 @@ class UploadEngine:
                     span.end = ordinal
                     span = self._close(span, batcher.flush())
             else:
-                batch = batcher.add(BatchItem(ordinal, prepared.id, encoded, describe(src)))
+                batch = batcher.add(BatchItem(ordinal, prepared.id, encoded, src.source, src.line))
                 if batch is not None and batch.items[-1].ordinal != ordinal:
                     # The record did not fit and starts the next batch: the span ends just before it.
                     span.end = ordinal - 1
@@ -465,7 +478,8 @@ class UploadEngine:
                 span.rejections.append(
                     Rejection(
                         item.ordinal,
-                        item.label,
+                        item.source,
+                        item.line,
                         outcome.id or item.id,
                         errors,
                         RejectionOrigin.KLAR,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from airflow_provider_klar.results import FieldError
+from airflow_provider_klar.upload.accounting import where
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
@@ -126,10 +127,4 @@ def describe(src: SourceLike) -> str:
 
     :param src: The record as read from the source.
     """
-    if src.source == "records":
-        return f"record {src.position}"
-    if src.line is None:
-        return f"record {src.position} of {src.source}"
-    # JSON array files count items from 0; line-based formats count lines from 1.
-    unit = "item" if src.source.lower().removesuffix(".gz").endswith(".json") else "line"
-    return f"{unit} {src.line} of {src.source}"
+    return where(src.position, src.source, src.line)

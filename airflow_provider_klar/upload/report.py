@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow_provider_klar.upload.accounting import Rejection
 from airflow_provider_klar.upload.engine import EngineResult, EngineSettings
+from airflow_provider_klar.upload.ranges import PositionRanges
 
 
 def build_summary(
@@ -68,27 +69,6 @@ def summary_line(summary: dict[str, Any]) -> str:
     return line
 
 
-def rejection_entry(rejection: Rejection) -> dict[str, Any]:
-    """Return the JSON-ready line of the rejected file for one rejected record.
-
-    :param rejection: The rejected record.
-    """
-    record: Any = rejection.record
-    if isinstance(record, bytes):
-        # Records rejected by Klar are kept only as the bytes sent; they are valid JSON.
-        record = json.loads(record)
-    elif hasattr(record, "model_dump"):
-        record = record.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return {
-        "position": rejection.ordinal,
-        "where": rejection.label,
-        "id": rejection.id,
-        "rejected_by": rejection.origin.value,
-        "errors": [error.to_dict() for error in rejection.errors],
-        "record": record,
-    }
-
-
 def rejected_sink(writer: Any) -> Callable[[Rejection], None]:
     """Adapt a :class:`~airflow_provider_klar.upload.rejected.RejectedWriter` to the engine's callback.
 
@@ -96,6 +76,56 @@ def rejected_sink(writer: Any) -> Callable[[Rejection], None]:
     """
 
     def write(rejection: Rejection) -> None:
-        writer.write(rejection_entry(rejection))
+        record: Any = rejection.record
+        if isinstance(record, bytes):
+            # Records rejected by Klar are kept only as the bytes sent, which are valid JSON.
+            record = json.loads(record)
+        writer.write(
+            position=rejection.ordinal,
+            source=rejection.source,
+            line=rejection.line,
+            id=rejection.id,
+            errors=rejection.errors,
+            record=record,
+        )
 
     return write
+
+
+def carry_over_rejections(path: Any, conn_id: str | None, confirmed: PositionRanges, writer: Any) -> int:
+    """Copy the earlier try's rejected records of confirmed positions into a resumed try's file.
+
+    A resumed try skips the positions an earlier try finished with, so it would not find their rejected
+    records again; the rejected file is replaced by each try, so they are copied over first. Lines of
+    positions the earlier try had not confirmed are left out: this try reads those records again.
+
+    :param path: The rejected file (as given to the operator).
+    :param conn_id: The object storage connection, if any.
+    :param confirmed: The positions earlier tries finished with.
+    :param writer: The new try's rejected-records writer (not yet written to).
+    :return: How many rejected records were copied.
+    """
+    from airflow_provider_klar.upload.sources import to_storage_path
+
+    try:
+        old = to_storage_path(path, conn_id).read_bytes()
+    except FileNotFoundError:
+        return 0
+    copied = 0
+    for text in old.splitlines():
+        try:
+            entry = json.loads(text)
+        except ValueError:
+            continue  # a line cut short when the earlier try died
+        if not isinstance(entry, dict) or entry.get("position") not in confirmed:
+            continue
+        writer.write(
+            position=entry["position"],
+            source=entry.get("source"),
+            line=entry.get("line"),
+            id=entry.get("id"),
+            errors=entry.get("errors") or (),
+            record=entry.get("record"),
+        )
+        copied += 1
+    return copied

@@ -50,7 +50,8 @@ class FakeHook:
     def _answer(
         self, mode: str, resource: str, records: Sequence[Mapping[str, Any]], encoded: Sequence[bytes] | None
     ) -> KlarBatchResult:
-        assert encoded is not None and len(encoded) == len(records)
+        assert encoded is not None
+        assert len(encoded) == len(records)
         decoded = [json.loads(part) for part in encoded]
         assert [r["id"] for r in decoded] == [r["id"] for r in records]
         with self.lock:
@@ -74,7 +75,9 @@ class FakeHook:
             for i, r in enumerate(decoded):
                 if i in bad:
                     state = OutcomeState.REJECTED
-                    errors: tuple[FieldError, ...] = (FieldError("lineItems.0.sku", "sku must be a string", 1),)
+                    errors: tuple[FieldError, ...] = (
+                        FieldError("lineItems.0.sku", "sku must be a string", 1),
+                    )
                 elif bad and self.status == 400:
                     state, errors = OutcomeState.NOT_STORED, ()
                 else:
@@ -145,10 +148,12 @@ def test_every_record_is_accounted_for_with_local_and_klar_rejections() -> None:
     tally = result.tally
     assert (tally.records, tally.accepted, tally.rejected) == (35, 31, 4)
     assert (tally.rejected_local, tally.rejected_klar) == (2, 2)
-    assert "ORD-7" not in hook.sent_ids and len(hook.sent_ids) == 33
+    assert "ORD-7" not in hook.sent_ids
+    assert len(hook.sent_ids) == 33
     assert sorted(r.ordinal for r in rejected) == [3, 7, 21, 30]
     by_ordinal = {r.ordinal: r for r in rejected}
-    assert by_ordinal[7].origin is RejectionOrigin.LOCAL and by_ordinal[7].id == "ORD-7"
+    assert by_ordinal[7].origin is RejectionOrigin.LOCAL
+    assert by_ordinal[7].id == "ORD-7"
     assert by_ordinal[7].label == "record 7"
     assert any(e.path == "createdAt" for e in by_ordinal[7].errors)
     assert by_ordinal[21].origin is RejectionOrigin.KLAR
@@ -213,7 +218,8 @@ def test_up_to_max_concurrency_batches_are_in_flight_and_never_more() -> None:
     hook.target = 4
     result = engine(hook, max_concurrency=4, batch_size=5).run(iter_records(orders(60)))
     assert hook.peak == 4
-    assert result.tally.accepted == 60 and len(hook.calls) == 12
+    assert result.tally.accepted == 60
+    assert len(hook.calls) == 12
 
 
 def test_the_source_is_read_only_as_far_as_the_batches_in_flight_need() -> None:
@@ -282,19 +288,30 @@ def test_a_failed_try_is_resumed_without_sending_confirmed_batches_again() -> No
     )
     tally = result.tally
     assert (tally.records, tally.accepted, tally.rejected, tally.batches) == (95, 93, 2, 10)
-    assert result.resumed_records == 20 and result.skipped_batches == 2
+    assert result.resumed_records == 20
+    assert result.skipped_batches == 2
     assert set(tally.rejected_ids) == {"ORD-12", "ORD-50"}
     eng.clear_checkpoint()
-    assert store.cleared and store.state is None
+    assert store.cleared
+    assert store.state is None
 
 
 def test_a_checkpoint_of_another_upload_is_ignored() -> None:
     store = MemoryCheckpoint()
-    store.state = {"format": 1, "resource": "refunds", "api_version": "12.2022", "mode": "upload",
-                   "source": "records", "confirmed": [[0, 9]], "tally": {"records": 10, "accepted": 10}}  # fmt: skip
+    store.state = {
+        "format": 1,
+        "resource": "refunds",
+        "api_version": "12.2022",
+        "mode": "upload",
+        "source": "records",
+        "confirmed": [[0, 9]],
+        "tally": {"records": 10, "accepted": 10},
+    }
     hook = FakeHook()
     result = engine(hook, checkpoint=store).run(iter_records(orders(10)))
-    assert len(hook.sent_ids) == 10 and result.tally.accepted == 10 and result.resumed_records == 0
+    assert len(hook.sent_ids) == 10
+    assert result.tally.accepted == 10
+    assert result.resumed_records == 0
 
 
 def test_a_source_error_mid_stream_keeps_the_batches_already_answered() -> None:
@@ -306,5 +323,6 @@ def test_a_source_error_mid_stream_keeps_the_batches_already_answered() -> None:
     hook = FakeHook()
     with pytest.raises(OSError, match="truncated"):
         engine(hook, checkpoint=store, max_concurrency=2).run(iter_records(broken()))
-    assert store.state is not None and store.state["confirmed"] == [[0, 19]]
+    assert store.state is not None
+    assert store.state["confirmed"] == [[0, 19]]
     assert store.state["tally"]["accepted"] == 20
