@@ -6,7 +6,7 @@ This runs only for invalid records, so it may take its time; the valid path neve
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic_core import ErrorDetails
@@ -138,15 +138,21 @@ def _message(error: ErrorDetails, version: str) -> str:
     return f"{error['msg']}, got {describe(value)}"
 
 
-def field_errors(errors: Iterable[ErrorDetails], version: str) -> tuple[FieldError, ...]:
+def field_errors(
+    errors: Iterable[ErrorDetails], version: str, aliases: Mapping[str, str] | None = None
+) -> tuple[FieldError, ...]:
     """Return one :class:`FieldError` per pydantic error, with camelCase dotted paths.
 
-    :param errors: ``ValidationError.errors()`` of a model validated by alias.
+    :param errors: ``ValidationError.errors()``.
     :param version: The API version validated for, named in version hints.
+    :param aliases: JSON names by attribute name: pydantic names a field in ``loc`` as the input did,
+        so a snake_case input would otherwise get snake_case paths.
     """
     result = []
     for error in errors:
         loc = error["loc"]
+        if aliases:
+            loc = tuple(aliases.get(part, part) if isinstance(part, str) else part for part in loc)
         path = path_of(loc)
         if error["type"] == E_COGS_KEY:
             path = "lineItemId"

@@ -14,6 +14,7 @@ import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -133,9 +134,9 @@ def _checker(model: type[BaseModel]) -> SchemaValidator:
 
 
 @functools.cache
-def _snake_names() -> frozenset[str]:
-    """Return the snake_case attribute names of every model that differ from their JSON names."""
-    names: set[str] = set()
+def _snake_names() -> Mapping[str, str]:
+    """Return the JSON name of every snake_case attribute name (of every model) that differs from it."""
+    names: dict[str, str] = {}
     seen: set[type[BaseModel]] = set()
     for shapes in MODELS.values():
         stack = list(shapes.values())
@@ -146,9 +147,9 @@ def _snake_names() -> frozenset[str]:
             seen.add(current)
             for name, info in current.model_fields.items():
                 if info.alias and info.alias != name:
-                    names.add(name)
+                    names[name] = info.alias
                 stack.extend(_models_in(info.annotation))
-    return frozenset(names)
+    return MappingProxyType(names)
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -237,7 +238,7 @@ class RecordValidator:
         try:
             instance = self._core.validate_python(raw, by_alias=True, by_name=True)
         except ValidationError as exc:
-            found = field_errors(exc.errors(include_url=False), self.version)
+            found = field_errors(exc.errors(include_url=False), self.version, self._snake)
             return ValidatedRecord(None, _best_id(raw, self._id_field), found)
         out = instance.model_dump(mode="json", by_alias=True, exclude_unset=True)
         try:
