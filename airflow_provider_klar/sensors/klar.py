@@ -217,7 +217,7 @@ class KlarStatusSensor(BaseSensorOperator):
         remaining = deadline - time.time()
         if remaining <= 0:
             raise AirflowSensorTimeout(
-                f"Sensor has timed out: Klar did not confirm a {resource} submission within "
+                f"Sensor has timed out: Klar confirmed no {resource} submission within "
                 f"{self.timeout} seconds."
             )
         self.log.info(

@@ -132,15 +132,15 @@ def check_status(
     )
 
 
-def _to_timestamp(value: float | int | str | datetime) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+def _to_timestamp(value: float | str | datetime) -> float:
+    if isinstance(value, datetime):
+        return to_utc(value).timestamp()
     if isinstance(value, str):
         try:
             return float(value)
         except ValueError:
-            pass
-    return to_utc(value).timestamp()  # type: ignore[arg-type]
+            return to_utc(value).timestamp()
+    return float(value)
 
 
 class KlarStatusTrigger(BaseTrigger):
@@ -271,7 +271,7 @@ class KlarStatusTrigger(BaseTrigger):
                 return {
                     "status": "timeout",
                     "message": (
-                        f"Klar did not confirm a {self.resource} submission since {self.since} before "
+                        f"Klar confirmed no {self.resource} submission made since {self.since} before "
                         f"the sensor's timeout ({_iso(datetime.fromtimestamp(self.end_time, timezone.utc))}"
                         f", {polls} polls)."
                     ),

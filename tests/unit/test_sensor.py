@@ -345,3 +345,10 @@ async def test_defers_then_resumes_with_the_event_of_the_rebuilt_trigger(
     assert len(events) == 1
     result = sensor.resume_execution(info.value.method_name, {"event": events[0].payload}, context())
     assert result == status(at(4), total=14).to_dict()
+
+
+def test_deferrable_with_no_time_left_times_out_without_deferring() -> None:
+    with pytest.raises(AirflowSensorTimeout, match=r"confirmed no orders submission within 0\.0 seconds"):
+        make_sensor(FakeHook([status(at(-3))]), deferrable=True, timeout=0).execute(context())
+    with pytest.raises(AirflowSkipException):
+        make_sensor(FakeHook([status(at(-3))]), deferrable=True, timeout=0, soft_fail=True).execute(context())

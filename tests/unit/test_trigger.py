@@ -256,7 +256,7 @@ async def test_run_fires_timeout_at_the_deadline(
     hook = FakeAsyncHook([status(at(-5))])
     event = await first_event(make_trigger(monkeypatch, hook, end_time=time.time() - 1))
     assert event["status"] == "timeout"
-    assert "did not confirm" in event["message"]
+    assert "Klar confirmed no orders submission made since 2025-07-01T06:00:00Z" in event["message"]
     assert event["klar_status"] == status(at(-5)).to_dict()
     assert hook.calls == ["orders"]  # one last look, no waiting past the deadline
     assert sleeps == []
