@@ -18,7 +18,8 @@ from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails, SchemaValidator
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import ErrorDetails, SchemaValidator, core_schema
 
 from airflow_provider_klar.models._messages import describe, field_errors, path_of
 from airflow_provider_klar.models.costs import Cogs, LogisticsCosts, Refund, TransactionCosts
@@ -78,7 +79,25 @@ def json_schema(resource: str, version: str) -> dict[str, Any]:
     :param version: An API version of the form ``MM.YYYY``.
     :raises ValueError: As :func:`model_for`.
     """
-    return model_for(resource, version).model_json_schema(by_alias=True)
+    return model_for(resource, version).model_json_schema(by_alias=True, schema_generator=_KlarJsonSchema)
+
+
+class _KlarJsonSchema(GenerateJsonSchema):
+    """JSON Schema without the noise of Python defaults: no ``default: null``, no property titles.
+
+    A field that may be left out reads as ``None`` in Python, but Klar has no default for it and
+    rejects ``null`` for most fields, so the schema must not suggest one. Property titles derived from
+    camelCase names ("Lineitemid") add nothing to the descriptions.
+    """
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        result = super().default_schema(schema)
+        if schema.get("default", ...) is None:
+            result.pop("default", None)
+        return result
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,25 @@ def test_json_schema_of_every_resource_describes_every_property(row: Any) -> Non
     for definition in [schema, *schema.get("$defs", {}).values()]:
         for name, prop in definition["properties"].items():
             assert prop.get("description"), name
+            # Python's "not sent" default is not Klar's: no invented defaults or titles.
+            assert "default" not in prop, name
+            assert "title" not in prop, name
+
+
+def test_json_schema_marks_only_klars_nullable_fields_as_nullable() -> None:
+    schema = json_schema("orders", "07.2025")
+    nullable = {
+        f"{model}.{name}"
+        for model, definition in [("Order", schema), *schema["$defs"].items()]
+        for name, prop in definition["properties"].items()
+        if {"type": "null"} in prop.get("anyOf", [])
+    }
+    assert nullable == {
+        "Discount.descriptor",
+        "Tax.descriptor",
+        "Shipping.provinceOrState",
+        "Shipping.providerDescriptor",
+    }
 
 
 # --- RecordValidator: valid records ----------------------------------------------------------------------
