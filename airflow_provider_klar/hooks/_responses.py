@@ -269,7 +269,8 @@ def _partial_outcomes(
     """Outcomes of a partial success (207): the failed records rejected, the others stored."""
     successful = _id_list(payload, _SUCCESS_ID_KEYS)
     stored = set(successful or ())
-    index_specific = set(found.errors)
+    # Ids of which some copy has an error of its own (by position): the other copies may be the stored ones.
+    ids_with_own_errors = {ids[j] for j in found.errors}
     loose = tuple(FieldError("", message) for message in found.loose)
     if not found.rejected and not loose and successful is None:
         return None  # "partially valid" but nothing says which part
@@ -279,7 +280,7 @@ def _partial_outcomes(
             i in found.failed
             and not (
                 # A duplicate id both failed and stored: the copy with its own error is the failed one.
-                record_id in stored and any(ids[j] == record_id for j in index_specific)
+                record_id in stored and record_id in ids_with_own_errors
             )
         ):
             outcome = RecordOutcome(i, record_id, OutcomeState.REJECTED, _reasons(found, i))
