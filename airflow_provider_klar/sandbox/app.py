@@ -76,15 +76,22 @@ class FaultMiddleware:
             if latency:
                 await asyncio.sleep(latency / 1000)  # async: other requests are served meanwhile
             fault = self.sandbox.faults.decide()
-            if fault is not None:
+            if fault is not None and not fault.after:
                 entry["fault"] = fault.reason
                 await self._inject(fault, scope, receive, send, entry)
                 return
+            if fault is not None:
+                entry["fault"] = fault.reason
 
             async def logging_send(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     entry["status"] = message["status"]
-                await send(message)
+                    if fault is not None:  # handled (and stored); now lose the answer on the way
+                        entry["status"] = None
+                        await _drop(receive)
+                        return
+                if fault is None:
+                    await send(message)
 
             await self.app(scope, receive, logging_send)
         finally:
@@ -93,13 +100,7 @@ class FaultMiddleware:
 
     async def _inject(self, fault: Fault, scope: Scope, receive: Receive, send: Send, entry: dict) -> None:
         if fault.drop:
-            # Uvicorn's receive() is a bound method of its request cycle, which holds the transport:
-            # aborting it closes the socket without a byte of answer, like a crashed load balancer.
-            transport = getattr(getattr(receive, "__self__", None), "transport", None)
-            if transport is not None:
-                transport.abort()
-                for _ in range(3):  # let uvicorn see the connection lost, so it sends no 500 itself
-                    await asyncio.sleep(0)
+            if await _drop(receive):
                 return
             fault = Fault(fault.reason, 502)  # another server: the closest thing to a drop
         assert fault.status is not None
@@ -107,6 +108,19 @@ class FaultMiddleware:
         answer = nest_error(fault.status, f"Injected by the Klar sandbox ({fault.reason}).")
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
         await _to_response(Answer(answer.status, answer.body, headers))(scope, receive, send)
+
+
+async def _drop(receive: Receive) -> bool:
+    """Close the client's connection without a byte of answer; return whether that was possible."""
+    # Uvicorn's receive() is a bound method of its request cycle, which holds the transport:
+    # aborting it closes the socket like a crashed load balancer would.
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    if transport is None:
+        return False
+    transport.abort()
+    for _ in range(3):  # let uvicorn see the connection lost, so it sends no 500 itself
+        await asyncio.sleep(0)
+    return True
 
 
 def _klar_route(

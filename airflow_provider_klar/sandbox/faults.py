@@ -14,8 +14,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-#: The ``fail_next`` entry that closes the connection without answering.
+#: The ``fail_next`` entry that closes the connection without answering (nothing is stored).
 DROP = "drop"
+#: The ``fail_next`` entry that handles the request (stores the batch), then closes the connection
+#: instead of answering: the answer is lost on the way, so a client retries what Klar already has.
+DROP_AFTER = "drop_after"
 
 _KNOBS = (
     "latency_ms",
@@ -36,11 +39,13 @@ class Fault:
     :param reason: Which knob fired (``fail_next``, ``rate_limit``, ``fail_rate``, ``drop_rate``).
     :param status: The status to answer with; ``None`` to close the connection without answering.
     :param retry_after: Seconds for the ``Retry-After`` header, when one is sent.
+    :param after: Drop only after handling the request normally (the answer is lost, not the request).
     """
 
     reason: str
     status: int | None = None
     retry_after: int | None = None
+    after: bool = False
 
     @property
     def drop(self) -> bool:
@@ -83,8 +88,11 @@ class FaultInjector:
         beyond it 429 with ``Retry-After``. ``"10/s"``-style text is accepted.
     :param retry_after: Seconds sent in ``Retry-After`` with every 429 (rounded up to whole seconds,
         as HTTP requires; 0 is allowed and makes retrying tests fast).
-    :param fail_next: Statuses to answer the next requests with, in order (e.g. ``[429, 503]``);
-        ``"drop"`` (or 0) closes the connection instead. Consumed one per Klar request.
+    :param fail_next: What to do to the next requests, in order, one entry per Klar request: a status
+        to answer with (``429`` gets ``Retry-After``), ``[status, seconds]`` for a status with that
+        ``Retry-After`` (e.g. ``[503, 2]``), ``"drop"`` (or 0) to close the connection without
+        handling the request, ``"drop_after"`` to handle it (store the batch) and then close the
+        connection instead of answering.
     :param seed: Seed of the random generator behind ``fail_rate`` and ``drop_rate``.
     """
 
@@ -96,7 +104,7 @@ class FaultInjector:
         self.drop_rate: float = 0.0
         self.rate_limit: float | None = None
         self.retry_after: float = 1.0
-        self._queue: deque[int | str] = deque()
+        self._queue: deque[int | str | list[int]] = deque()
         self._random = random.Random()
         self._tokens = 0.0
         self._refilled = time.monotonic()
@@ -156,6 +164,10 @@ class FaultInjector:
                 entry = self._queue.popleft()
                 if entry == DROP:
                     return Fault("fail_next")
+                if entry == DROP_AFTER:
+                    return Fault("fail_next", after=True)
+                if isinstance(entry, list):
+                    return Fault("fail_next", entry[0], entry[1])
                 status = int(entry)
                 return Fault("fail_next", status, self._retry_after() if status == 429 else None)
             if self.rate_limit:
@@ -199,7 +211,11 @@ def _status(value: Any) -> int:
     return status
 
 
-def _queue_entry(value: Any) -> int | str:
+def _queue_entry(value: Any) -> int | str | list[int]:
     if value in (DROP, 0, "0"):
         return DROP
+    if value == DROP_AFTER:
+        return DROP_AFTER
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return [_status(value[0]), math.ceil(_non_negative("retry_after", value[1]))]
     return _status(value)

@@ -76,7 +76,8 @@ def inspection_router(sandbox: Sandbox) -> APIRouter:
             ...,
             examples=[{"fail_next": [429, 503], "latency_ms": 50, "retry_after": 0}],
             description="Any of latency_ms, fail_rate, fail_codes, drop_rate, rate_limit, retry_after, "
-            'fail_next (statuses, or "drop"), seed. Knobs left out keep their values.',
+            'fail_next (statuses, [status, retry_after], "drop" or "drop_after"), seed. '
+            "Knobs left out keep their values.",
         ),
     ) -> dict[str, Any]:
         try:

@@ -14,7 +14,10 @@ Installed with airflow-provider-klar (entry point ``pytest11``), so any project'
 - ``count(resource)``, ``counts()``, ``get(resource, id)``, ``records(resource)``, ``status(resource)``;
 - ``requests()``: the log of POSTs (method, path, query, records, status, fault, duration_ms);
 - ``set_faults(...)``: ``latency_ms``, ``fail_rate``, ``fail_codes``, ``drop_rate``, ``rate_limit``,
-  ``retry_after``, ``fail_next`` (e.g. ``[429, 503, "drop"]``), ``seed``.
+  ``retry_after``, ``fail_next``, ``seed``. ``fail_next`` scripts the next requests to Klar's routes,
+  one entry each: a status (``429`` comes with ``Retry-After: <retry_after>``), ``[503, 2]`` (a status
+  with that ``Retry-After``), ``"drop"`` (close the connection, nothing stored) or ``"drop_after"``
+  (store the batch, then close the connection: the answer is lost and the client retries).
 
 For the test's duration ``AIRFLOW_CONN_KLAR_DEFAULT`` points at it. One server
 (``klar_sandbox_server``, session scope) serves the whole session and is reset before each test:

@@ -198,7 +198,10 @@ class SandboxServer:
         return self.sandbox.status(resource)
 
     def set_faults(self, **faults: Any) -> None:
-        """Change fault knobs at runtime, e.g. ``set_faults(fail_next=[429, 503], retry_after=0)``.
+        """Change fault knobs at runtime, e.g. ``set_faults(fail_next=[429, "drop"], retry_after=0)``.
+
+        ``fail_next`` entries: a status, ``[status, retry_after_seconds]``, ``"drop"`` (close the
+        connection unanswered, nothing stored) or ``"drop_after"`` (store, then close unanswered).
 
         :param faults: Any of ``latency_ms``, ``fail_rate``, ``fail_codes``, ``drop_rate``,
             ``rate_limit``, ``retry_after``, ``fail_next``, ``seed``.

@@ -47,6 +47,21 @@ def test_fail_next_answers_in_order_then_recovers(http: httpx.Client, klar_sandb
     assert log == [(429, "fail_next"), (503, "fail_next"), (None, "fail_next"), (201, None)]
 
 
+def test_drop_after_stores_the_batch_but_loses_the_answer(
+    http: httpx.Client, klar_sandbox: SandboxServer
+) -> None:
+    klar_sandbox.set_faults(fail_next=["drop_after", [503, 7]])
+    orders = list(fake_orders(2))
+    with pytest.raises(httpx.TransportError):
+        http.post("/07.2025/orders/json", json=orders)
+    assert klar_sandbox.count("orders") == 2
+    assert klar_sandbox.status("orders")["total"] == "2"
+    (entry,) = klar_sandbox.requests()
+    assert (entry["status"], entry["fault"], entry["records"]) == (None, "fail_next", 2)
+    again = http.post("/07.2025/orders/json", json=orders)
+    assert (again.status_code, again.headers["Retry-After"]) == (503, "7")
+
+
 def test_faults_spare_inspection_routes_and_are_reset_between_tests(
     http: httpx.Client, klar_sandbox: SandboxServer
 ) -> None:

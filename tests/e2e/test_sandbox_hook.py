@@ -71,6 +71,15 @@ def test_hook_retries_injected_faults(hook: Any, klar_sandbox: SandboxServer) ->
     assert [e["status"] for e in klar_sandbox.requests()] == [429, 503, None, 201]
 
 
+def test_hook_retries_a_lost_answer_and_upsert_keeps_one_copy(hook: Any, klar_sandbox: SandboxServer) -> None:
+    klar_sandbox.set_faults(fail_next=["drop_after"])
+    result = hook.upload("orders", list(fake_orders(3)))
+    assert result.accepted_count == 3
+    assert klar_sandbox.count("orders") == 3
+    assert klar_sandbox.status("orders")["total"] == "6"  # Klar counted both submissions
+    assert [e["status"] for e in klar_sandbox.requests()] == [None, 201]
+
+
 def test_hook_with_a_wrong_token(klar_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_provider_klar.hooks.klar import KlarHook
 

@@ -105,6 +105,16 @@ def test_fail_next_queue_is_consumed_in_order() -> None:
     assert injector.decide() is None
 
 
+def test_fail_next_with_retry_after_and_drop_after() -> None:
+    injector = FaultInjector(fail_next=[[503, 2.5], "drop_after"])
+    assert injector.snapshot()["fail_next"] == [[503, 3], "drop_after"]
+    first, second = injector.decide(), injector.decide()
+    assert first is not None
+    assert (first.status, first.retry_after, first.after) == (503, 3, False)
+    assert second is not None
+    assert (second.status, second.after) == (None, True)
+
+
 def test_fail_rate_is_seeded_and_picks_from_codes() -> None:
     injector = FaultInjector(fail_rate=0.5, fail_codes=[502], seed=7)
     decisions = [injector.decide() for _ in range(200)]
