@@ -269,6 +269,10 @@ class _Constrained:
         return dict(self.json)
 
 
+#: Metadata key of schema parts that also accept Python objects JSON cannot carry (and convert them).
+PYTHON_ONLY = "klar_python_only"
+
+
 def number(
     error_type: str,
     *,
@@ -279,7 +283,10 @@ def number(
 ) -> _Constrained:
     """Return the schema of a JSON number: a finite int or float (not a bool, not a string).
 
-    An int stays an int and a float a float, so the output is the input to the byte.
+    An int stays an int and a float a float, so the output is the input to the byte. pydantic-core's
+    strict float also takes a finite :class:`~decimal.Decimal` (what database drivers return for
+    NUMERIC columns) and makes it a float; the float part is marked :data:`PYTHON_ONLY` so the record
+    validator's fast path can refuse Decimals and have such records dumped to JSON types.
 
     :param error_type: The custom error type raised for any violation (it selects the message).
     :param ge: Inclusive lower bound.
@@ -291,7 +298,9 @@ def number(
     union = core_schema.union_schema(
         [
             core_schema.int_schema(strict=True, ge=ge, gt=gt, le=le, lt=lt),
-            core_schema.float_schema(strict=True, allow_inf_nan=False, ge=ge, gt=gt, le=le, lt=lt),
+            core_schema.float_schema(
+                strict=True, allow_inf_nan=False, ge=ge, gt=gt, le=le, lt=lt, metadata={PYTHON_ONLY: True}
+            ),
         ],
         mode="left_to_right",
     )

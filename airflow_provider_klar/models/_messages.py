@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic_core import ErrorDetails
@@ -52,7 +54,12 @@ def describe(value: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+
+
+def _num(value: Any) -> str:
+    # Decimal('2.5') reads as 2.5 in a message; ints and floats as Python prints them.
+    return str(value) if isinstance(value, Decimal) else repr(value)
 
 
 def _parses_as_number(value: Any) -> bool:
@@ -72,6 +79,9 @@ def _number_message(value: Any, what: str = "a number") -> str:
 
 
 def _timestamp_message(value: Any, *, cancelled: bool = False) -> str:
+    if isinstance(value, datetime):
+        hint = f" (send {int(value.timestamp())})" if value.tzinfo is not None else " with a time zone"
+        return f"must be a Unix timestamp in seconds (a number), got a datetime: convert it{hint}"
     if not _is_number(value) or not math.isfinite(value):
         return _number_message(value, "a Unix timestamp in seconds (a number)")
     if cancelled and value == 0:
@@ -80,12 +90,12 @@ def _timestamp_message(value: Any, *, cancelled: bool = False) -> str:
             "(Klar rejects 0)"
         )
     if value < 0:
-        return f"({value!r}) must not be negative: send a Unix timestamp in seconds"
+        return f"({_num(value)}) must not be negative: send a Unix timestamp in seconds"
     if 1e12 <= value < 1e15:
-        return f"({value!r}) looks like milliseconds: send Unix seconds ({int(value // 1000)})"
+        return f"({_num(value)}) looks like milliseconds: send Unix seconds ({int(value // 1000)})"
     if 1e15 <= value < 1e18:
-        return f"({value!r}) looks like microseconds: send Unix seconds ({int(value // 1_000_000)})"
-    return f"({value!r}) is not a Unix timestamp in seconds (expected 0 to {MAX_TIMESTAMP - 1})"
+        return f"({_num(value)}) looks like microseconds: send Unix seconds ({int(value // 1_000_000)})"
+    return f"({_num(value)}) is not a Unix timestamp in seconds (expected 0 to {MAX_TIMESTAMP - 1})"
 
 
 def _tax_rate_message(value: Any) -> str:
@@ -94,8 +104,8 @@ def _tax_rate_message(value: Any) -> str:
     if not _is_number(value) or not math.isfinite(value):
         return _number_message(value, "a number (a fraction such as 0.19)")
     if value < 0:
-        return f"({value!r}) has to be 0 or positive"
-    return f"{value!r} looks like a percentage, send {round(value / 100, 6)!r}"
+        return f"({_num(value)}) has to be 0 or positive"
+    return f"{_num(value)} looks like a percentage, send {_num(round(value / 100, 6))}"
 
 
 def _message(error: ErrorDetails, version: str) -> str:
@@ -105,7 +115,7 @@ def _message(error: ErrorDetails, version: str) -> str:
         return _number_message(value)
     if kind == E_NON_NEGATIVE:
         if _is_number(value) and math.isfinite(value):
-            return f"({value!r}) must not be negative"
+            return f"({_num(value)}) must not be negative"
         return _number_message(value)
     if kind == E_TAX_RATE:
         return _tax_rate_message(value)

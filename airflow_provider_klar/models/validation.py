@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import ErrorDetails, SchemaValidator, core_schema
 
+from airflow_provider_klar.models._base import PYTHON_ONLY
 from airflow_provider_klar.models._messages import describe, field_errors, path_of
 from airflow_provider_klar.models.costs import Cogs, LogisticsCosts, Refund, TransactionCosts
 from airflow_provider_klar.models.orders import Order, Order_12_2022
@@ -124,16 +125,20 @@ class ValidatedRecord:
 
 
 def _forbid_extras(node: Any, shadows: dict[type, type]) -> Any:
-    """Return a copy of a core schema that rejects unknown keys and model instances.
+    """Return a copy of a core schema that rejects unknown keys, model instances and Decimals.
 
     Every model's ``cls`` becomes a plain shadow class nobody else instantiates, so a model instance
-    nested in a dict fails here (and takes the slow path, which dumps it) instead of being passed on.
+    nested in a dict fails here (and takes the slow path, which dumps it) instead of being passed on;
+    the same goes for the Python-only choices of number unions.
     """
     if isinstance(node, list):
         return [_forbid_extras(n, shadows) for n in node]
     if not isinstance(node, dict):
         return node
     new = {key: _forbid_extras(value, shadows) for key, value in node.items()}
+    if (node.get("metadata") or {}).get(PYTHON_ONLY):
+        # A Decimal passes a strict float but cannot be sent as it is: refuse it here, so it is dumped.
+        return core_schema.chain_schema([core_schema.is_instance_schema(float), new])
     if node.get("type") == "model":
         cls = node["cls"]
         if cls not in shadows:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -353,3 +354,57 @@ def test_validated_record_valid_property() -> None:
 def test_mapping_results_are_plain_dicts() -> None:
     result = ORDERS.validate({"id": "1", "lineItems": [{"id": "a"}]})
     assert isinstance(result.record, Mapping)
+
+
+# --- Python values from databases ------------------------------------------------------------------------
+
+
+def test_decimals_from_database_drivers_are_sent_as_json_numbers() -> None:
+    record = {
+        "id": "1",
+        "transactionCosts": Decimal("2.50"),
+        "lineItems": [{"id": "a", "quantity": Decimal("2"), "taxes": [{"taxRate": Decimal("0.19")}]}],
+    }
+    result = ORDERS.validate(record)
+    assert result.record == {
+        "id": "1",
+        "transactionCosts": 2.5,
+        "lineItems": [{"id": "a", "quantity": 2.0, "taxes": [{"taxRate": 0.19}]}],
+    }
+    assert result.record is not record
+    json.dumps(result.record)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("transactionCosts", Decimal("NaN"), "must be a finite number"),
+        ("lineItems.0.quantity", Decimal("-2"), "(-2) must not be negative"),
+        ("createdAt", Decimal("1697234232000"), "(1697234232000) looks like milliseconds"),
+        ("lineItems.0.taxes.0.taxRate", Decimal("19"), "19 looks like a percentage, send 0.19"),
+    ],
+)
+def test_invalid_decimals_read_like_numbers(field: str, value: Decimal, message: str) -> None:
+    record: dict[str, Any] = {"id": "1", "lineItems": [{"id": "a", "taxes": [{}]}]}
+    _put(record, field, value)
+    (error,) = ORDERS.validate(record).errors
+    assert error.path == field
+    assert error.message.startswith(message)
+
+
+def _put(record: Any, path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        record = record[int(part)] if isinstance(record, list) else record[part]
+    record[last] = value
+
+
+def test_datetimes_are_not_timestamps_but_the_hint_converts_them() -> None:
+    aware = datetime(2023, 10, 13, 21, 57, 12, tzinfo=timezone.utc)
+    (error,) = ORDERS.validate({"id": "1", "createdAt": aware}).errors
+    assert (
+        error.message
+        == "must be a Unix timestamp in seconds (a number), got a datetime: convert it (send 1697234232)"
+    )
+    (error,) = ORDERS.validate({"id": "1", "createdAt": aware.replace(tzinfo=None)}).errors
+    assert error.message.endswith("got a datetime: convert it with a time zone")
