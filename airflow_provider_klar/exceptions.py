@@ -6,6 +6,8 @@ everything Klar-specific and Airflow treats each as an ordinary task failure.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.providers.common.compat.sdk import AirflowException
 
 
@@ -29,28 +31,32 @@ class KlarNotFoundError(KlarError):
     """Klar answered 404: the base URL, the resource or the API version does not exist."""
 
 
-class KlarRequestError(KlarError):
+class _HttpStatusError(KlarError):
+    """A Klar error that carries the HTTP status of Klar's answer, when there was one."""
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The keyword-only status would be lost by the default pickling of exceptions (args only).
+        return (_rebuild, (type(self), str(self), self.http_status))
+
+
+def _rebuild(cls: type[_HttpStatusError], message: str, http_status: int | None) -> _HttpStatusError:
+    return cls(message, http_status=http_status)
+
+
+class KlarRequestError(_HttpStatusError):
     """Klar refused a request as a whole (400, 413, 422 or another final 4xx) in a way no record explains."""
 
-    def __init__(self, message: str, *, http_status: int | None = None) -> None:
-        super().__init__(message)
-        self.http_status = http_status
 
-
-class KlarTransientError(KlarError):
+class KlarTransientError(_HttpStatusError):
     """Klar stayed unreachable or overloaded (network errors, 408, 425, 429, 5xx) after every retry."""
 
-    def __init__(self, message: str, *, http_status: int | None = None) -> None:
-        super().__init__(message)
-        self.http_status = http_status
 
-
-class KlarResponseError(KlarError):
+class KlarResponseError(_HttpStatusError):
     """Klar answered in a shape the provider cannot map to records; nothing is counted as accepted."""
-
-    def __init__(self, message: str, *, http_status: int | None = None) -> None:
-        super().__init__(message)
-        self.http_status = http_status
 
 
 class KlarRejectedRecordsError(KlarError):

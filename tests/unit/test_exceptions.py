@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from airflow_provider_klar.exceptions import (
+    KlarError,
+    KlarRequestError,
+    KlarResponseError,
+    KlarTransientError,
+)
+
+
+@pytest.mark.parametrize("cls", [KlarRequestError, KlarTransientError, KlarResponseError])
+def test_http_status_survives_pickling(cls: type[KlarRequestError]) -> None:
+    err = cls("Klar answered 503 three times; try again later.", http_status=503)
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(copy) is cls
+    assert str(copy) == str(err)
+    assert copy.http_status == 503
+    assert isinstance(copy, KlarError)
