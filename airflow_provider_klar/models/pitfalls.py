@@ -43,9 +43,10 @@ class _Lines:
     does arithmetic only and builds no strings.
     """
 
-    def __init__(self, order: str) -> None:
+    def __init__(self, order: str, *, collect_ids: bool) -> None:
         self.order = order
-        self.ids: set[str] = set()
+        # Line item ids matter only when refunded line items must be matched against them.
+        self.ids: set[str] | None = set() if collect_ids else None
         self.found: list[FieldError] = []
 
     def warn(self, path: str, message: str, value: Any) -> None:
@@ -56,9 +57,8 @@ class _Lines:
     ) -> None:
         """Check ``items``; add their line totals (gross, discounts, taxes, cogs) to ``sums`` if given."""
         for i, item in enumerate(items):
-            line_id = item.get("id")
-            if line_id is not None:
-                self.ids.add(line_id)
+            if self.ids is not None and item.get("id") is not None:
+                self.ids.add(item["id"])
             quantity = item.get("quantity")
             gmv = item.get("productGmv")
             before = item.get(_BEFORE)
@@ -78,7 +78,7 @@ class _Lines:
                     (
                         gmv is not None
                         and before is not None
-                        and abs(before - gmv * q) > _tolerance(q, gmv * q)
+                        and abs(before - gmv * q) > max(CENT_PER_UNIT * max(q, 1.0), RELATIVE * abs(gmv * q))
                     )
                     or (q > 1 and (q * discount > gross + tolerance or q * tax > gross + tolerance))
                     or (after is not None and abs(after - (gross - q * discount - q * tax)) > tolerance)
@@ -164,14 +164,18 @@ def check_order(order: Mapping[str, Any], order_id: str | None = None) -> list[F
     :param order: An order that passed validation.
     :param order_id: The id named in messages; defaults to the order's ``id``.
     """
-    lines = _Lines(order_id if order_id is not None else str(order.get("id")))
+    refunded_items = order.get("refundedLineItems")
+    lines = _Lines(
+        order_id if order_id is not None else str(order.get("id")), collect_ids=bool(refunded_items)
+    )
     items = order.get("lineItems")
     if items:
         lines.check(items, "lineItems.")
-    for i, refunded in enumerate(order.get("refundedLineItems") or ()):
+    ids = lines.ids or set()
+    for i, refunded in enumerate(refunded_items or ()):
         line_item_id = refunded.get("lineItemId")
-        if line_item_id is not None and line_item_id not in lines.ids:
-            known = ", ".join(sorted(lines.ids)[:10]) or "none"
+        if line_item_id is not None and line_item_id not in ids:
+            known = ", ".join(sorted(ids)[:10]) or "none"
             lines.warn(
                 f"refundedLineItems.{i}.lineItemId",
                 f"refunded line item {line_item_id!r} is not among the order's line items (ids: {known})",

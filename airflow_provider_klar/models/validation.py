@@ -144,7 +144,12 @@ def _forbid_extras(node: Any, shadows: dict[type, type]) -> Any:
         if cls not in shadows:
             shadows[cls] = type(f"_Checked{cls.__name__}", (), {"__module__": __name__})
         new["cls"] = shadows[cls]
-        new["config"] = {**node.get("config", {}), "extra_fields_behavior": "forbid"}
+        # Names off: a snake_case key is then reported like an unknown one, and such records dumped.
+        new["config"] = {
+            **node.get("config", {}),
+            "extra_fields_behavior": "forbid",
+            "validate_by_name": False,
+        }
     elif node.get("type") == "model-fields":
         new["extra_behavior"] = "forbid"
     return new
@@ -153,8 +158,10 @@ def _forbid_extras(node: Any, shadows: dict[type, type]) -> Any:
 @functools.cache
 def _checker(model: type[BaseModel]) -> SchemaValidator:
     """Return a validator of ``model`` that reports unknown keys as ``extra_forbidden`` errors."""
-    schema = model.__pydantic_core_schema__
-    return SchemaValidator(_forbid_extras(schema, {}), model.model_config)  # type: ignore[arg-type]
+    config = core_schema.CoreConfig(
+        strict=True, extra_fields_behavior="forbid", validate_by_name=False, validate_by_alias=True
+    )
+    return SchemaValidator(_forbid_extras(model.__pydantic_core_schema__, {}), config)
 
 
 @functools.cache
@@ -247,7 +254,7 @@ class RecordValidator:
             return ValidatedRecord(None, None, (error,))
         try:
             # One pydantic-core pass; names off, so a snake_case key is reported like an unknown one.
-            self._checker.validate_python(raw, by_alias=True, by_name=False)
+            self._checker.validate_python(raw)
         except ValidationError as exc:
             return self._slow(raw, exc.errors(include_url=False))
         return self._finish(raw, ())
@@ -266,7 +273,7 @@ class RecordValidator:
             return ValidatedRecord(None, _best_id(raw, self._id_field), found)
         out = instance.model_dump(mode="json", by_alias=True, exclude_unset=True)
         try:
-            self._checker.validate_python(out, by_alias=True, by_name=False)
+            self._checker.validate_python(out)
         except ValidationError as exc:
             unknown = [
                 path_of(e["loc"]) for e in exc.errors(include_url=False) if e["type"] == "extra_forbidden"
