@@ -123,3 +123,20 @@ def test_an_id_replaced_by_a_number_is_rejected(n: int, number: int) -> None:
     record["lineItems"][0]["id"] = number
     result = VALIDATOR.validate(record)
     assert [(e.path, e.value) for e in result.errors] == [("lineItems.0.id", number)]
+
+
+@SETTINGS
+@given(st.one_of(st.integers(10**12, 10**15 - 1), st.floats(1e12, 1e15, exclude_max=True)))
+def test_every_millisecond_timestamp_gets_the_millisecond_hint(value: float) -> None:
+    (error,) = VALIDATOR.validate({"id": "1", "updatedAt": value}).errors
+    assert error.path == "updatedAt"
+    assert "looks like milliseconds" in error.message
+    assert f"({int(value // 1000)})" in error.message
+
+
+@SETTINGS
+@given(st.one_of(st.integers(2, 100), st.floats(1, 100, exclude_min=True)))
+def test_every_percentage_tax_rate_gets_the_fraction_hint(rate: float) -> None:
+    (error,) = VALIDATOR.validate({"id": "1", "shipping": {"taxes": [{"taxRate": rate}]}}).errors
+    assert error.path == "shipping.taxes.0.taxRate"
+    assert error.message.endswith(f"looks like a percentage, send {round(rate / 100, 6)!r}")
