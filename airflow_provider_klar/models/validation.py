@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import ErrorDetails, SchemaValidator, core_schema
+from pydantic_core import ErrorDetails, PydanticSerializationError, SchemaValidator, core_schema
 
 from airflow_provider_klar.models._base import PYTHON_ONLY
 from airflow_provider_klar.models._messages import describe, field_errors, path_of
@@ -129,7 +129,7 @@ def _forbid_extras(node: Any, shadows: dict[type, type]) -> Any:
 
     Every model's ``cls`` becomes a plain shadow class nobody else instantiates, so a model instance
     nested in a dict fails here (and takes the slow path, which dumps it) instead of being passed on;
-    the same goes for the Python-only choices of number unions.
+    likewise a float field refuses a Decimal here, which the model itself takes and makes a float.
     """
     if isinstance(node, list):
         return [_forbid_extras(n, shadows) for n in node]
@@ -199,6 +199,12 @@ def _json_ready(value: Any) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _json_ready(v) for k, v in value.items())
     return False
+
+
+def _value_at(record: Any, path: str) -> Any:
+    for part in path.split("."):
+        record = record[int(part)] if isinstance(record, list) else record.get(part)
+    return record
 
 
 def _best_id(raw: Any, field: str) -> str | None:
@@ -271,7 +277,17 @@ class RecordValidator:
         except ValidationError as exc:
             found = field_errors(exc.errors(include_url=False), self.version, self._snake)
             return ValidatedRecord(None, _best_id(raw, self._id_field), found)
-        out = instance.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        try:
+            out = instance.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        except PydanticSerializationError as exc:
+            # Only unknown fields can hold values the models do not know how to write as JSON.
+            paths = [
+                path_of(e["loc"])
+                for e in errors
+                if e["type"] == "extra_forbidden" and not _json_ready(e["input"])
+            ]
+            found = tuple(FieldError(p, f"cannot be sent as JSON: {exc}", _value_at(raw, p)) for p in paths)
+            return ValidatedRecord(None, _best_id(raw, self._id_field), found or (FieldError("", str(exc)),))
         try:
             self._checker.validate_python(out)
         except ValidationError as exc:

@@ -408,3 +408,13 @@ def test_datetimes_are_not_timestamps_but_the_hint_converts_them() -> None:
     )
     (error,) = ORDERS.validate({"id": "1", "createdAt": aware.replace(tzinfo=None)}).errors
     assert error.message.endswith("got a datetime: convert it with a time zone")
+
+
+def test_unknown_fields_that_json_cannot_carry_make_the_record_invalid_with_their_path() -> None:
+    blob = object()
+    result = ORDERS.validate({"id": "1", "lineItems": [{"id": "a", "blob": blob}]})
+    assert result.record is None
+    assert result.id == "1"
+    (error,) = result.errors
+    assert (error.path, error.value) == ("lineItems.0.blob", blob)
+    assert error.message.startswith("cannot be sent as JSON")
