@@ -48,6 +48,10 @@ class KlarModel(BaseModel):
     Fields the input did not set stay unset, so ``model_dump(mode="json", exclude_unset=True)`` gives
     back the input exactly, unknown fields included (Klar may accept fields newer than this package).
     Fields that were not sent read as ``None``.
+
+    ``model_dump`` and ``model_dump_json`` leave unset fields out by default (``exclude_unset=True``):
+    Klar rejects most fields sent as null, so a dump must not invent them. Pass
+    ``exclude_unset=False`` for pydantic's usual behaviour.
     """
 
     model_config = ConfigDict(
@@ -61,6 +65,22 @@ class KlarModel(BaseModel):
         # Klar's ids are opaque: keep whitespace exactly as sent.
         str_strip_whitespace=False,
     )
+
+    def model_dump(self, *, exclude_unset: bool = True, **kwargs: Any) -> dict[str, Any]:
+        """Return the model as a dict with camelCase names; unset fields are left out by default.
+
+        :param exclude_unset: Leave out fields the input did not set (default ``True``).
+        :param kwargs: Any other argument of :meth:`pydantic.BaseModel.model_dump`.
+        """
+        return super().model_dump(exclude_unset=exclude_unset, **kwargs)
+
+    def model_dump_json(self, *, exclude_unset: bool = True, **kwargs: Any) -> str:
+        """Return the model as JSON with camelCase names; unset fields are left out by default.
+
+        :param exclude_unset: Leave out fields the input did not set (default ``True``).
+        :param kwargs: Any other argument of :meth:`pydantic.BaseModel.model_dump_json`.
+        """
+        return super().model_dump_json(exclude_unset=exclude_unset, **kwargs)
 
 
 # eq=False: hashed by identity, since typing hashes Annotated metadata and the schemas are dicts.

@@ -263,3 +263,13 @@ def test_null_is_rejected_elsewhere(model: type[pydantic.BaseModel], record: dic
 def test_nested_model_instances_are_accepted_in_dicts() -> None:
     order = Order.model_validate({"id": "1", "customer": Customer(email="a@b.c")})
     assert order.model_dump(exclude_unset=True) == {"id": "1", "customer": {"email": "a@b.c"}}
+
+
+def test_dumps_leave_unset_fields_out_by_default_so_no_nulls_are_invented() -> None:
+    order = Order(id="1", line_items=[LineItem(id="a", quantity=2)])
+    assert order.model_dump() == {"id": "1", "lineItems": [{"id": "a", "quantity": 2}]}
+    assert json.loads(order.model_dump_json()) == {"id": "1", "lineItems": [{"id": "a", "quantity": 2}]}
+    everything = order.model_dump(exclude_unset=False)
+    assert everything["cancelledAt"] is None
+    assert set(everything) == {info.alias for info in Order.model_fields.values()}
+    assert order.model_dump(by_alias=False) == {"id": "1", "line_items": [{"id": "a", "quantity": 2}]}
