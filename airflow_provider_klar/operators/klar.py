@@ -253,13 +253,20 @@ class KlarUploadOperator(BaseOperator):
             self.log.warning("%s", message)
         self.log.info("%s", summary_line(summary))
         tally = result.tally
+        errors = "\n  ".join(tally.errors[:10])
         if exceeds_max_rejected(tally.rejected, tally.records, self.max_rejected):
-            errors = "\n  ".join(tally.errors[:10])
             where = f" The rejected records are in {summary['rejected_path']}." if self.rejected_path else ""
             raise KlarRejectedRecordsError(
                 f"{tally.rejected:,} of {tally.records:,} {row.name} records were rejected; "
                 f"{describe_limit(self.max_rejected)}. Every valid record was sent "
                 f"({tally.accepted:,} accepted).{where} First errors:\n  {errors}"
+            )
+        if tally.rejected:
+            self.log.warning(
+                "%d records were rejected (%s). First errors:\n  %s",
+                tally.rejected,
+                describe_limit(self.max_rejected),
+                errors,
             )
         return summary
 

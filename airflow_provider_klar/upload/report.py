@@ -80,7 +80,7 @@ def rejected_sink(writer: Any) -> Callable[[Rejection], None]:
         if isinstance(record, bytes):
             # Records rejected by Klar are kept only as the bytes sent, which are valid JSON.
             record = json.loads(record)
-        writer.write(
+        writer.reject(
             position=rejection.ordinal,
             source=rejection.source,
             line=rejection.line,
@@ -119,13 +119,6 @@ def carry_over_rejections(path: Any, conn_id: str | None, confirmed: PositionRan
             continue  # a line cut short when the earlier try died
         if not isinstance(entry, dict) or entry.get("position") not in confirmed:
             continue
-        writer.write(
-            position=entry["position"],
-            source=entry.get("source"),
-            line=entry.get("line"),
-            id=entry.get("id"),
-            errors=entry.get("errors") or (),
-            record=entry.get("record"),
-        )
+        writer.write(entry)
         copied += 1
     return copied
