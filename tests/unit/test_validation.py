@@ -418,3 +418,42 @@ def test_unknown_fields_that_json_cannot_carry_make_the_record_invalid_with_thei
     (error,) = result.errors
     assert (error.path, error.value) == ("lineItems.0.blob", blob)
     assert error.message.startswith("cannot be sent as JSON")
+
+
+# --- refunds ---------------------------------------------------------------------------------------------
+
+REFUNDS = RecordValidator("refunds", "12.2022")
+
+
+def test_a_refund_with_no_line_items_cancels_it_and_is_valid() -> None:
+    assert REFUNDS.validate({"id": "R1", "lineItems": []}).valid
+
+
+@pytest.mark.parametrize(
+    ("line", "path", "message"),
+    [
+        ({"lineItemId": "1", "refundedQuantity": "1"}, "lineItems.0.refundedQuantity", "must be a number"),
+        (
+            {"lineItemId": "1", "refundQuantity": 1},
+            "lineItems.0.refundQuantity",
+            "must be a string, got the number 1",
+        ),
+        ({"lineItemId": 1}, "lineItems.0.lineItemId", "must be a string"),
+        ({"refundedQuantity": 1}, "lineItems.0.lineItemId", "is required"),
+        (
+            {"lineItemId": "1", "processedAt": 1704880000000},
+            "lineItems.0.processedAt",
+            "(1704880000000) looks like",
+        ),
+    ],
+)
+def test_refund_line_errors(line: dict[str, Any], path: str, message: str) -> None:
+    (error,) = REFUNDS.validate({"id": "R1", "lineItems": [line]}).errors
+    assert error.path == path
+    assert error.message.startswith(message)
+
+
+def test_refund_ids_and_unknown_fields() -> None:
+    result = REFUNDS.validate({"id": "R1", "orderId": "1", "lineItems": [{"lineItemId": "a", "amount": 5}]})
+    assert result.id == "R1"
+    assert sorted(result.unknown_fields) == ["lineItems.0.amount", "orderId"]
