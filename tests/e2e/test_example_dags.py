@@ -154,14 +154,14 @@ def test_demo_dag(dagbag: Any, klar_sandbox: SandboxServer, airflow_db: Path, tm
     assert spec.loader is not None
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
-    counts = demo.generate_data(tmp_path, 90)
+    counts = demo.generate_data(tmp_path, 300)
 
     dag_run = run(dagbag, "klar_demo", {"data_dir": str(tmp_path)})
 
     assert_green(dag_run)
     orders = xcom(dag_run, "upload_orders")
-    assert (orders["records"], orders["accepted"], orders["rejected"]) == (90, 88, 2)
-    assert klar_sandbox.count("orders") == 88
+    assert (orders["records"], orders["accepted"], orders["rejected"]) == (300, 298, 2)
+    assert klar_sandbox.count("orders") == 298
     assert klar_sandbox.count("refunds") == counts["refunds"]
     assert klar_sandbox.count("logistics-costs") == counts["logistics-costs"]
     assert len((tmp_path / "rejected" / "orders.jsonl").read_text().splitlines()) == 2
