@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
@@ -34,6 +35,8 @@ __all__ = [
     "resolve_paths",
     "to_storage_path",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The file formats the readers understand.
 FORMATS = ("jsonl", "json", "csv")
@@ -291,12 +294,28 @@ def iter_path(
     return _iter_files(plan, resource, api_version)
 
 
+def _open(path: Any) -> IO[bytes]:
+    """Open ``path`` for reading and report it to Airflow's hook lineage once.
+
+    ``ObjectStoragePath.open`` reports lineage on every ``read()`` call, which costs a few µs per
+    record under gzip; the file is reported once here instead.
+    """
+    stream: IO[bytes] = path.fs.open(path.path, "rb")
+    try:
+        from airflow.providers.common.compat.sdk import get_hook_lineage_collector
+
+        get_hook_lineage_collector().add_input_asset(context=path, uri=str(path))
+    except Exception:  # lineage is a nicety: never fail an upload over it
+        log.debug("Could not report %s to hook lineage.", display_name(path), exc_info=True)
+    return stream
+
+
 def _iter_files(
     plan: list[tuple[Any, str, bool]], resource: str, api_version: str | None
 ) -> Iterator[SourceRecord]:
     position = 0
     for path, fmt, gzipped in plan:
-        with path.open("rb") as stream:
+        with _open(path) as stream:
             for item in iter_stream(
                 stream,
                 fmt,

@@ -173,15 +173,28 @@ def test_malformed_json_lines_are_error_records_and_blank_lines_are_skipped(tmp_
         (5, 8, False),
         (6, 9, True),
     ]
-    assert (
-        items[1].error
-        == "line 4: invalid JSON: Expecting property name enclosed in double quotes at column 12"
-    )
+    assert items[1].error == "line 4: invalid JSON: key must be a string at column 12"
     assert items[1].raw == '{"id": "B",, }'
     assert items[2].error == "line 5: expected a JSON object, got an array"
     assert items[3].error == "line 6: expected a JSON object, got a number"
-    assert items[5].error == "line 8: not UTF-8 text: byte 0xff at column 1"
+    assert items[5].error == "line 8: invalid JSON: expected value at column 1"
     assert records_of([items[0], items[4], items[6]]) == [{"id": "A"}, {"id": "C"}, {"id": "E"}]
+
+
+def test_json_lines_take_a_bom_refuse_nan_and_keep_big_numbers(tmp_path: Path) -> None:
+    data = (
+        b'\xef\xbb\xbf{"id": "A", "big": 123456789012345678901234567890}\n'
+        b'{"id": "B", "v": NaN}\n'
+        b'{"v": "\xff"}\n'
+    )
+    path = write(tmp_path / "bom.jsonl", data)
+
+    first, nan, bad_text = iter_path(path)
+
+    assert first.record == {"id": "A", "big": 123456789012345678901234567890}
+    assert nan.error == "line 2: invalid JSON: expected value at column 18"
+    assert bad_text.error == "line 3: invalid JSON: invalid unicode code point at column 8"
+    assert bad_text.raw == '{"v": "\ufffd"}'
 
 
 def test_a_json_array_cut_midway_yields_the_records_before_and_one_error(tmp_path: Path) -> None:
@@ -448,3 +461,21 @@ def test_iter_path_opens_files_only_when_iterated(tmp_path: Path) -> None:
     path.unlink()  # the check happened at the call; reading starts at the first next()
     with pytest.raises(FileNotFoundError):
         next(reader)
+
+
+def test_each_file_is_reported_to_hook_lineage_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import airflow.providers.common.compat.sdk as compat_sdk
+
+    reported: list[str] = []
+
+    class Collector:
+        def add_input_asset(self, context: Any, uri: str) -> None:
+            reported.append(uri)
+
+    monkeypatch.setattr(compat_sdk, "get_hook_lineage_collector", Collector, raising=False)
+    big = encode([{"id": str(i), "pad": "y" * 300} for i in range(3000)], "jsonl")
+    write(tmp_path / "a.jsonl.gz", big)
+    write(tmp_path / "b.json", b'[{"id": "b"}]')
+
+    assert sum(1 for _ in iter_path(tmp_path)) == 3001
+    assert reported == [str(tmp_path / "a.jsonl.gz"), str(tmp_path / "b.json")]
