@@ -4,6 +4,7 @@ exception class has a troubleshooting entry, and every included file exists."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_pricing_csv_example_is_valid_logistics_costs() -> None:
 
 def exception_classes() -> list[str]:
     tree = ast.parse(Path(exceptions.__file__).read_text())
-    return [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+    return [n.name for n in tree.body if isinstance(n, ast.ClassDef) and not n.name.startswith("_")]
 
 
 @pytest.mark.parametrize("name", exception_classes())
@@ -85,3 +86,43 @@ def test_snippet_includes_point_at_files() -> None:
     # Every example DAG is shown somewhere in the docs.
     dags = {f"example_dags/{p.name}" for p in (REPO / "example_dags").glob("*.py")}
     assert dags <= included
+
+
+def load_docs_module(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"docs_{name}", DOCS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("resource", "version"),
+    [("orders", "07.2025"), ("refunds", "12.2022"), ("cogs", "12.2022"), ("logistics-costs", "04.2024")],
+)
+def test_schema_tables_list_every_field_of_every_object(resource: str, version: str) -> None:
+    from airflow_provider_klar.models import json_schema
+
+    hooks = load_docs_module("hooks")
+    markdown = hooks.on_page_markdown(f"before\n<!-- klar-schema: {resource} {version} -->\nafter")
+    assert "klar-schema" not in markdown
+    schema = json_schema(resource, version)
+    for definition in [schema, *schema.get("$defs", {}).values()]:
+        for field in definition.get("properties", {}):
+            assert f"| `{field}` |" in markdown, (resource, field)
+
+
+def test_models_page_renders_every_resource() -> None:
+    from airflow_provider_klar.resources import RESOURCES
+
+    page = (DOCS / "models.md").read_text()
+    rendered = {line.split()[2] for line in page.splitlines() if line.startswith("<!-- klar-schema:")}
+    assert rendered == set(RESOURCES)
+
+
+def test_docstring_roles_become_markdown() -> None:
+    rewrite = load_docs_module("griffe_sphinx_roles").rewrite
+    assert rewrite("See :class:`~airflow_provider_klar.results.KlarStatus`.") == "See `KlarStatus`."
+    assert rewrite(":meth:`KlarHook.upload` and ``x``") == "`KlarHook.upload` and `x`"
+    assert rewrite("Usage::\n\n    run()\n\nDone.") == "Usage:\n\n```python\nrun()\n```\n\nDone."
