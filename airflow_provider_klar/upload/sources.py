@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import glob
 import gzip
+import hashlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import IO, Any
 
 from airflow_provider_klar.exceptions import KlarConfigurationError
@@ -26,6 +27,7 @@ from airflow_provider_klar.upload._record import SourceRecord, cut
 
 __all__ = [
     "FORMATS",
+    "FileSource",
     "SourceRecord",
     "detect_format",
     "display_name",
@@ -186,6 +188,11 @@ def resolve_paths(path: str | os.PathLike[str] | Any, *, conn_id: str | None = N
     :param conn_id: The Airflow connection for the object storage, when the URL does not name one.
     :raises KlarConfigurationError: When nothing matches, naming the pattern.
     """
+    return [found for found, _ in _resolve(path, conn_id)]
+
+
+def _resolve(path: Any, conn_id: str | None) -> list[tuple[Any, int | None]]:
+    """Return the files of ``path`` with their sizes (from the listing, so no request per file)."""
     osp = _object_storage_path()
     base = to_storage_path(path, conn_id)
     fs = _filesystem(base)
@@ -199,25 +206,27 @@ def resolve_paths(path: str | os.PathLike[str] | Any, *, conn_id: str | None = N
         return osp(url, conn_id=base.conn_id) if base.conn_id else osp(url)
 
     if glob.has_magic(target):
-        matches = fs.glob(target, detail=True)
-        prefix = target[: min(target.index(c) for c in "*?[" if c in target)].rsplit("/", 1)[0]
-        files = sorted(
-            name
-            for name, info in matches.items()
-            if info.get("type") == "file" and not _hidden(name[len(prefix) :])
-        )
-        if not files:
-            raise KlarConfigurationError(f"No file matches the pattern {shown!r}.")
-        return [rebuild(name) for name in files]
-    if fs.isdir(target):
-        found = fs.find(target, withdirs=False)
-        files = sorted(name for name in found if not _hidden(name[len(target.rstrip("/")) :]))
-        if not files:
-            raise KlarConfigurationError(f"The folder {shown!r} holds no data file.")
-        return [rebuild(name) for name in files]
-    if not fs.exists(target):
-        raise KlarConfigurationError(f"No file at {shown!r}.")
-    return [base]
+        listing = fs.glob(target, detail=True)
+        root = target[: min(target.index(c) for c in "*?[" if c in target)].rsplit("/", 1)[0]
+        problem = f"No file matches the pattern {shown!r}."
+    elif fs.isdir(target):
+        listing = fs.find(target, withdirs=False, detail=True)
+        root = target.rstrip("/")
+        problem = f"The folder {shown!r} holds no data file."
+    else:
+        try:
+            info = fs.info(target)
+        except FileNotFoundError:
+            raise KlarConfigurationError(f"No file at {shown!r}.") from None
+        return [(base, info.get("size"))]
+    files = sorted(
+        (name, info.get("size"))
+        for name, info in listing.items()
+        if info.get("type") == "file" and not _hidden(name[len(root) :])
+    )
+    if not files:
+        raise KlarConfigurationError(problem)
+    return [(rebuild(name), size) for name, size in files]
 
 
 def iter_stream(
@@ -266,6 +275,46 @@ def _check_csv_resource(resource: str) -> None:
         )
 
 
+class FileSource(Iterator[SourceRecord]):
+    """The records of a list of files, read lazily; what :func:`iter_path` returns.
+
+    :param plan: The files with their format, gzip flag and size, in reading order.
+    :param resource: The Klar resource (types CSV columns).
+    :param api_version: Its API version (types CSV columns).
+    """
+
+    def __init__(
+        self, plan: list[tuple[Any, str, bool, int | None]], resource: str, api_version: str | None
+    ) -> None:
+        self._plan = plan
+        self._records = _iter_files([(p, fmt, gz) for p, fmt, gz, _ in plan], resource, api_version)
+
+    @property
+    def files(self) -> list[str]:
+        """The files that will be read, in order (display names, no connection ids)."""
+        return [display_name(p) for p, *_ in self._plan]
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the file names and sizes: it changes when files appear, go or change size.
+
+        A resumed upload should only trust positions recorded for the same fingerprint, since a new
+        file sorted in front of the others would shift every position after it.
+        """
+        listing = "\n".join(f"{display_name(p)}\t{size}" for p, _, _, size in self._plan)
+        return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+    def __iter__(self) -> FileSource:
+        return self
+
+    def __next__(self) -> SourceRecord:
+        return next(self._records)
+
+    def close(self) -> None:
+        """Stop reading and close the open file, if any."""
+        self._records.close()
+
+
 def iter_path(
     path: str | os.PathLike[str] | Any,
     *,
@@ -273,11 +322,12 @@ def iter_path(
     resource: str = "orders",
     conn_id: str | None = None,
     api_version: str | None = None,
-) -> Iterator[SourceRecord]:
+) -> FileSource:
     """Read every file of ``path`` (see :func:`resolve_paths`) record by record, in order.
 
     The file list and every file's format are checked now, so a wrong path or extension fails before
-    anything is read; the records themselves are read lazily as the iterator is consumed.
+    anything is read; the records themselves are read lazily as the iterator is consumed. The
+    returned iterator also tells :attr:`~FileSource.files` and a :attr:`~FileSource.fingerprint`.
 
     :param path: A file, folder or glob, local or in object storage.
     :param file_format: ``jsonl``, ``json`` or ``csv`` for every file, overriding the extensions.
@@ -287,11 +337,10 @@ def iter_path(
     :raises KlarConfigurationError: When nothing matches, a format is unknown, or CSV is used for a
         nested resource.
     """
-    paths = resolve_paths(path, conn_id=conn_id)
-    plan = [(p, *detect_format(display_name(p), file_format)) for p in paths]
-    if any(fmt == "csv" for _, fmt, _ in plan):
+    plan = [(p, *detect_format(display_name(p), file_format), size) for p, size in _resolve(path, conn_id)]
+    if any(fmt == "csv" for _, fmt, _, _ in plan):
         _check_csv_resource(resource)
-    return _iter_files(plan, resource, api_version)
+    return FileSource(plan, resource, api_version)
 
 
 def _open(path: Any) -> IO[bytes]:
@@ -312,7 +361,7 @@ def _open(path: Any) -> IO[bytes]:
 
 def _iter_files(
     plan: list[tuple[Any, str, bool]], resource: str, api_version: str | None
-) -> Iterator[SourceRecord]:
+) -> Generator[SourceRecord, None, None]:
     position = 0
     for path, fmt, gzipped in plan:
         with _open(path) as stream:

@@ -19,6 +19,7 @@ from airflow.sdk.io.store import attach
 
 from airflow_provider_klar.exceptions import KlarConfigurationError
 from airflow_provider_klar.upload import SourceRecord, detect_format, iter_path, iter_records, resolve_paths
+from airflow_provider_klar.upload import sources as sources_module
 from airflow_provider_klar.upload.sources import display_name, iter_stream
 
 ORDERS = [
@@ -479,3 +480,45 @@ def test_each_file_is_reported_to_hook_lineage_once(tmp_path: Path, monkeypatch:
 
     assert sum(1 for _ in iter_path(tmp_path)) == 3001
     assert reported == [str(tmp_path / "a.jsonl.gz"), str(tmp_path / "b.json")]
+
+
+def test_the_file_source_names_its_files_and_fingerprints_them(tmp_path: Path) -> None:
+    write(tmp_path / "b.jsonl", b'{"id": "b"}\n')
+    write(tmp_path / "c.jsonl", b'{"id": "c"}\n')
+    pattern = str(tmp_path / "*.jsonl")
+
+    source = iter_path(pattern)
+    same = iter_path(pattern)
+    assert source.files == [str(tmp_path / "b.jsonl"), str(tmp_path / "c.jsonl")]
+    assert source.fingerprint == same.fingerprint
+    assert len(source.fingerprint) == 16
+
+    # A file sorted in front shifts every position after it: the fingerprint must change.
+    write(tmp_path / "a.jsonl", b'{"id": "a"}\n')
+    added = iter_path(pattern)
+    assert added.fingerprint != source.fingerprint
+    # So must a file that changed size.
+    write(tmp_path / "a.jsonl", b'{"id": "a", "more": 1}\n')
+    assert iter_path(pattern).fingerprint != added.fingerprint
+
+    assert [i.record["id"] for i in source] == ["b", "c"]
+
+
+def test_closing_the_file_source_closes_the_open_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "a.jsonl", b'{"id": "1"}\n{"id": "2"}\n')
+    opened: list[Any] = []
+    real_open = sources_module._open
+
+    def spy(path: Any) -> Any:
+        stream = real_open(path)
+        opened.append(stream)
+        return stream
+
+    monkeypatch.setattr(sources_module, "_open", spy)
+    source = iter_path(tmp_path / "a.jsonl")
+    assert next(source).record == {"id": "1"}
+    assert not opened[0].closed
+    source.close()
+    assert opened[0].closed
