@@ -1,0 +1,65 @@
+"""iter_records over what Airflow 3 hands a task for an upstream XCom: a list, and the lazy sequence of a
+mapped task's results, inside a real ``dag.test()`` run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _dag(dag_id: str, out: Path) -> Any:
+    from airflow.sdk import DAG, task
+
+    from airflow_provider_klar.upload import iter_records
+
+    with DAG(dag_id, schedule=None, catchup=False) as dag:
+
+        @task
+        def one_list() -> list[dict[str, Any]]:
+            return [{"id": "L-0", "n": 0}, {"id": "L-1", "n": 1.5}]
+
+        @task
+        def one_order(i: int) -> dict[str, Any]:
+            return {"id": f"M-{i}", "n": i}
+
+        @task
+        def read(listed: Any, mapped: Any) -> None:
+            seen = {
+                "listed_type": type(listed).__name__,
+                "mapped_type": type(mapped).__name__,
+                "listed": [(r.position, r.record) for r in iter_records(listed)],
+                "mapped": [(r.position, r.record) for r in iter_records(mapped)],
+            }
+            out.write_text(json.dumps(seen))
+
+        read(one_list(), one_order.expand(i=[0, 1, 2]))
+    return dag
+
+
+def test_iter_records_reads_xcom_lists_and_lazy_mapped_results(airflow_db: Path, tmp_path: Path) -> None:
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    out = tmp_path / "seen.json"
+    dag = _dag(f"klar_sources_xcom_{time.time_ns()}", out)
+    # Airflow 3's dag.test() runs only DAGs stored in the metadata DB.
+    DagBundlesManager().sync_bundles_to_db()
+    empty = tmp_path / "no_dags"
+    empty.mkdir()
+    bag = DagBag(dag_folder=str(empty))
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+
+    run = dag.test()
+
+    assert str(getattr(run.state, "value", run.state)) == "success"
+    seen = json.loads(out.read_text())
+    assert seen["mapped_type"] == "LazyXComSequence"
+    assert seen["listed"] == [[0, {"id": "L-0", "n": 0}], [1, {"id": "L-1", "n": 1.5}]]
+    assert seen["mapped"] == [
+        [0, {"id": "M-0", "n": 0}],
+        [1, {"id": "M-1", "n": 1}],
+        [2, {"id": "M-2", "n": 2}],
+    ]
