@@ -146,7 +146,15 @@ def to_storage_path(path: str | os.PathLike[str] | Any, conn_id: str | None = No
         return osp(text, conn_id=conn_id) if conn_id else osp(text)
     except ValueError as exc:
         # fsspec does not know the scheme at all (a typo, or a package that is not installed).
-        raise KlarConfigurationError(f"Cannot use {text!r} as a path: {exc}.") from exc
+        raise KlarConfigurationError(f"Cannot use {_redact(text)!r} as a path: {exc}.") from exc
+
+
+def _redact(url: str) -> str:
+    scheme, found, rest = url.partition("://")
+    if not found:
+        return url
+    host, slash, tail = rest.partition("/")
+    return f"{scheme}://{host.rpartition('@')[2]}{slash}{tail}"
 
 
 def display_name(path: Any) -> str:
@@ -154,9 +162,13 @@ def display_name(path: Any) -> str:
 
     :param path: An ``ObjectStoragePath``.
     """
+    text = str(path.path)
     if path.protocol in _LOCAL_PROTOCOLS:
-        return str(path.path)
-    return f"{path.protocol}://{str(path.path).lstrip('/')}"
+        return text
+    if "://" in text:
+        # http(s) paths are whole URLs; drop any user:password@ in them.
+        return _redact(text)
+    return f"{path.protocol}://{text.lstrip('/')}"
 
 
 def _filesystem(path: Any) -> Any:
@@ -353,7 +365,7 @@ def _open(path: Any) -> IO[bytes]:
     try:
         from airflow.providers.common.compat.sdk import get_hook_lineage_collector
 
-        get_hook_lineage_collector().add_input_asset(context=path, uri=str(path))
+        get_hook_lineage_collector().add_input_asset(context=path, uri=display_name(path))
     except Exception:  # lineage is a nicety: never fail an upload over it
         log.debug("Could not report %s to hook lineage.", display_name(path), exc_info=True)
     return stream

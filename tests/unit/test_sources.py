@@ -357,15 +357,21 @@ def test_the_connection_id_is_kept_on_the_paths_but_not_shown(memory_fs: fsspec.
     [path] = resolve_paths("memory://bucket/a.jsonl", conn_id="my_store")
     assert path.conn_id == "my_store"
     assert display_name(path) == "memory://bucket/a.jsonl"
-    assert "my_store" not in display_name(ObjectStoragePath("s3://my_store@bucket/key.jsonl"))
+    assert display_name(ObjectStoragePath("s3://my_store@bucket/key.jsonl")) == "s3://bucket/key.jsonl"
+    assert (
+        display_name(ObjectStoragePath("https://u:pw@example.com/x.jsonl")) == "https://example.com/x.jsonl"
+    )
 
 
 def test_a_scheme_without_a_filesystem_says_which_provider_to_install() -> None:
     # gcsfs and the Google provider are not installed here: fsspec knows the scheme, Airflow has no fs.
     with pytest.raises(KlarConfigurationError, match=r"No filesystem for gs://.*-google for gs://"):
         resolve_paths("gs://bucket/orders.jsonl")
-    with pytest.raises(KlarConfigurationError, match=r"Cannot use 'nosuchfs://bucket/o.jsonl' as a path"):
-        resolve_paths("nosuchfs://bucket/o.jsonl")
+    with pytest.raises(
+        KlarConfigurationError, match=r"Cannot use 'nosuchfs://bucket/o.jsonl' as a path"
+    ) as err:
+        resolve_paths("nosuchfs://user:secret@bucket/o.jsonl")
+    assert "secret" not in str(err.value)
 
 
 class Order(pydantic.BaseModel):
