@@ -203,8 +203,17 @@ def resolve_paths(path: str | os.PathLike[str] | Any, *, conn_id: str | None = N
     return [found for found, _ in _resolve(path, conn_id)]
 
 
-def _resolve(path: Any, conn_id: str | None) -> list[tuple[Any, int | None]]:
-    """Return the files of ``path`` with their sizes (from the listing, so no request per file)."""
+_VERSION_KEYS = ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "updated", "created")
+
+
+def _version_of(info: Mapping[str, Any]) -> str:
+    """Size and a change marker from a listing entry (ETag on S3, md5 on GCS, mtime locally)."""
+    marker = next((info[key] for key in _VERSION_KEYS if info.get(key) is not None), "")
+    return f"{info.get('size')}:{marker}"
+
+
+def _resolve(path: Any, conn_id: str | None) -> list[tuple[Any, str]]:
+    """Return the files of ``path`` with their versions (from the listing: no request per file)."""
     osp = _object_storage_path()
     base = to_storage_path(path, conn_id)
     fs = _filesystem(base)
@@ -230,9 +239,9 @@ def _resolve(path: Any, conn_id: str | None) -> list[tuple[Any, int | None]]:
             info = fs.info(target)
         except FileNotFoundError:
             raise KlarConfigurationError(f"No file at {shown!r}.") from None
-        return [(base, info.get("size"))]
+        return [(base, _version_of(info))]
     files = sorted(
-        (name, info.get("size"))
+        (name, _version_of(info))
         for name, info in listing.items()
         if info.get("type") == "file" and not _hidden(name[len(root) :])
     )
@@ -290,13 +299,13 @@ def _check_csv_resource(resource: str) -> None:
 class FileSource(Iterator[SourceRecord]):
     """The records of a list of files, read lazily; what :func:`iter_path` returns.
 
-    :param plan: The files with their format, gzip flag and size, in reading order.
+    :param plan: The files with their format, gzip flag and version (size and change marker), in order.
     :param resource: The Klar resource (types CSV columns).
     :param api_version: Its API version (types CSV columns).
     """
 
     def __init__(
-        self, plan: list[tuple[Any, str, bool, int | None]], resource: str, api_version: str | None
+        self, plan: list[tuple[Any, str, bool, str]], resource: str, api_version: str | None
     ) -> None:
         self._plan = plan
         self._records = _iter_files([(p, fmt, gz) for p, fmt, gz, _ in plan], resource, api_version)
@@ -308,12 +317,13 @@ class FileSource(Iterator[SourceRecord]):
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of the file names and sizes: it changes when files appear, go or change size.
+        """A short hash of the file names, sizes and change markers: it changes when files appear, go
+        or change (ETag on S3, md5 on GCS, modification time on local disks).
 
         A resumed upload should only trust positions recorded for the same fingerprint, since a new
         file sorted in front of the others would shift every position after it.
         """
-        listing = "\n".join(f"{display_name(p)}\t{size}" for p, _, _, size in self._plan)
+        listing = "\n".join(f"{display_name(p)}\t{version}" for p, _, _, version in self._plan)
         return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
     def __iter__(self) -> FileSource:

@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -503,9 +504,13 @@ def test_the_file_source_names_its_files_and_fingerprints_them(tmp_path: Path) -
     write(tmp_path / "a.jsonl", b'{"id": "a"}\n')
     added = iter_path(pattern)
     assert added.fingerprint != source.fingerprint
-    # So must a file that changed size.
+    # So must a file that changed size, or was rewritten at the same size.
     write(tmp_path / "a.jsonl", b'{"id": "a", "more": 1}\n')
-    assert iter_path(pattern).fingerprint != added.fingerprint
+    resized = iter_path(pattern).fingerprint
+    assert resized != added.fingerprint
+    write(tmp_path / "a.jsonl", b'{"id": "A", "more": 2}\n')
+    os.utime(tmp_path / "a.jsonl", (1_000_000, 1_000_000))
+    assert iter_path(pattern).fingerprint != resized
 
     assert [i.record["id"] for i in source] == ["b", "c"]
 
