@@ -29,8 +29,14 @@ from typing import Any, Protocol
 from airflow_provider_klar.exceptions import KlarError, KlarResponseError
 from airflow_provider_klar.results import FieldError, KlarBatchResult, OutcomeState
 from airflow_provider_klar.upload.accounting import Rejection, RejectionOrigin, Tally, WarningTally
-from airflow_provider_klar.upload.batching import DEFAULT_MAX_BATCH_BYTES, Batch, Batcher, BatchItem
-from airflow_provider_klar.upload.prepare import SourceLike, ValidatorLike, prepare_record
+from airflow_provider_klar.upload.batching import (
+    BODY_OVERHEAD,
+    DEFAULT_MAX_BATCH_BYTES,
+    Batch,
+    Batcher,
+    BatchItem,
+)
+from airflow_provider_klar.upload.prepare import SourceLike, ValidatorLike, make_preparer
 from airflow_provider_klar.upload.ranges import PositionRanges
 
 #: Version of the checkpoint layout; a checkpoint of another layout is ignored.
@@ -327,18 +333,22 @@ class UploadEngine:
     def _read(self, source: Iterable[SourceLike]) -> None:
         s = self.settings
         batcher = Batcher(s.batch_size, s.max_batch_bytes)
-        validator, id_field, confirmed, stop = self.validator, s.id_field, self.confirmed, self.stop
+        prepare = make_preparer(self.validator, s.id_field)
+        confirmed, stopped = self.confirmed, self.stop.is_set
+        # The longest record that fits a request alone; longer ones are rejected, never sent.
+        longest = s.max_batch_bytes - BODY_OVERHEAD - 1
         span = self._new_span(0)
         ordinal = -1
         for ordinal, src in enumerate(source):
-            if stop.is_set():
+            if stopped():
                 raise UploadStopped(f"The upload was stopped after reading {ordinal} records.")
             if confirmed and ordinal in confirmed:
                 self._resumed += 1
                 continue
-            prepared = prepare_record(src, validator, id_field)
+            prepared = prepare(src)
             encoded = prepared.encoded
-            if encoded is not None and (why := batcher.too_large(encoded)) is not None:
+            if encoded is not None and len(encoded) > longest:
+                why = batcher.too_large(encoded) or ""
                 encoded = None
                 prepared = type(prepared)(None, prepared.id, (FieldError("", why),), prepared.warnings)
             if encoded is None:
@@ -523,8 +533,8 @@ class UploadEngine:
         progress = f"{tally.records:,} records so far"
         if self.total:
             progress = f"{tally.records:,} of {self.total:,} records"
-            if rate > 0:
-                progress += f", about {_duration(max(self.total - tally.records, 0) / rate)} left"
+            if rate > 0 and tally.records < self.total:
+                progress += f", about {_duration((self.total - tally.records) / rate)} left"
         if span.sent:
             self.log.info(
                 "Batch %d: %d records sent, %d accepted, %d rejected, in %.2f s; %s at %.0f records/s.",

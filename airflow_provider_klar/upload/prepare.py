@@ -7,7 +7,7 @@ so it is one small function with no per-record allocation beyond its result.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,6 +15,19 @@ from airflow_provider_klar.results import FieldError
 from airflow_provider_klar.upload.accounting import where
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_ENCODE_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError)
+try:
+    # msgspec (a dependency of Airflow 3's task SDK) encodes a realistic order about 6x faster than the
+    # json module. It writes NaN as null, so it serves only validated records: the models refuse
+    # non-finite numbers. Unchecked records keep the json module, which refuses NaN with a message.
+    import msgspec
+
+    _encode_valid: Callable[[Any], bytes] = msgspec.json.Encoder().encode
+    _ENCODE_ERRORS = (TypeError, ValueError, msgspec.EncodeError)
+except ImportError:  # Airflow 2 without msgspec
+
+    def _encode_valid(record: Any) -> bytes:
+        return _dumps(record).encode()
 
 
 class ValidatedLike(Protocol):
@@ -75,7 +88,17 @@ def _plain(record: Any) -> Any:
 
 
 def prepare_record(src: SourceLike, validator: ValidatorLike | None, id_field: str) -> PreparedRecord:
-    """Check and encode one source record.
+    """Check and encode one source record (see :func:`make_preparer`, which the engine uses per record).
+
+    :param src: The record as read from the source.
+    :param validator: The models' validator for the resource and version, or ``None`` to skip validation.
+    :param id_field: The field naming the record (``id``, or ``orderId`` for the cost resources).
+    """
+    return make_preparer(validator, id_field)(src)
+
+
+def make_preparer(validator: ValidatorLike | None, id_field: str) -> Callable[[SourceLike], PreparedRecord]:
+    """Return the per-record step for one upload: a source record in, what to send (or why not) out.
 
     With a validator, the models decide; a valid record is sent as the validator returns it (the original
     dict when nothing needed changing). Without one, the record is only encoded. A malformed line, a
@@ -85,41 +108,46 @@ def prepare_record(src: SourceLike, validator: ValidatorLike | None, id_field: s
     When the source hands over the record's original JSON text as ``raw`` bytes and the validator can
     read JSON directly (``validate_json``), the bytes are validated and, when valid, sent unchanged.
 
-    :param src: The record as read from the source.
     :param validator: The models' validator for the resource and version, or ``None`` to skip validation.
     :param id_field: The field naming the record (``id``, or ``orderId`` for the cost resources).
     """
-    if src.error is not None:
-        return PreparedRecord(None, None, (FieldError("", f"Malformed record: {src.error}"),))
-    raw = getattr(src, "raw", None)
-    if validator is not None:
-        validate_json = getattr(validator, "validate_json", None)
-        if isinstance(raw, bytes) and validate_json is not None:
-            checked: ValidatedLike = validate_json(raw)
-            if checked.record is not None and not checked.errors:
-                return PreparedRecord(raw.strip(), checked.id, (), checked.warnings, checked.unknown_fields)
-        else:
-            checked = validator.validate(src.record)
-        if checked.record is None or checked.errors:
-            errors = checked.errors or (FieldError("", "The models found the record invalid."),)
-            return PreparedRecord(None, checked.id, errors, checked.warnings, checked.unknown_fields)
-        record: Any = checked.record
-        record_id = checked.id
-        warnings, unknown = checked.warnings, checked.unknown_fields
-    else:
+    # Looked up once per upload, not once per record.
+    validate = validator.validate if validator is not None else None
+    validate_json = getattr(validator, "validate_json", None)
+    encode_valid, encode_errors, prepared = _encode_valid, _ENCODE_ERRORS, PreparedRecord
+
+    def prepare(src: SourceLike) -> PreparedRecord:
+        if src.error is not None:
+            return prepared(None, None, (FieldError("", f"Malformed record: {src.error}"),))
+        raw = getattr(src, "raw", None)
+        if validate is not None:
+            if validate_json is not None and isinstance(raw, bytes):
+                checked: ValidatedLike = validate_json(raw)
+                if checked.record is not None and not checked.errors:
+                    return prepared(raw.strip(), checked.id, (), checked.warnings, checked.unknown_fields)
+            else:
+                checked = validate(src.record)
+            if checked.record is None or checked.errors:
+                errors = checked.errors or (FieldError("", "The models found the record invalid."),)
+                return prepared(None, checked.id, errors, checked.warnings, checked.unknown_fields)
+            try:
+                encoded = encode_valid(checked.record)
+            except encode_errors as err:
+                return prepared(None, checked.id, (FieldError("", f"Cannot be sent as JSON: {err}."),))
+            return prepared(encoded, checked.id, (), checked.warnings, checked.unknown_fields)
         if isinstance(raw, bytes):
-            return PreparedRecord(raw.strip(), _id_of(src.record, id_field))
+            return prepared(raw.strip(), _id_of(src.record, id_field))
         record = _plain(src.record)
         record_id = _id_of(record, id_field)
         if not isinstance(record, Mapping):
             message = f"A record must be a JSON object, got {type(record).__name__}."
-            return PreparedRecord(None, record_id, (FieldError("", message),))
-        warnings, unknown = (), ()
-    try:
-        encoded = _dumps(record).encode()
-    except (TypeError, ValueError) as err:
-        return PreparedRecord(None, record_id, (FieldError("", f"Cannot be sent as JSON: {err}."),))
-    return PreparedRecord(encoded, record_id, (), warnings, unknown)
+            return prepared(None, record_id, (FieldError("", message),))
+        try:
+            return prepared(_dumps(record).encode(), record_id)
+        except (TypeError, ValueError) as err:
+            return prepared(None, record_id, (FieldError("", f"Cannot be sent as JSON: {err}."),))
+
+    return prepare
 
 
 def describe(src: SourceLike) -> str:
