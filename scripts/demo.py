@@ -118,15 +118,22 @@ def generate_data(data_dir: Path, n_orders: int) -> dict[str, int]:
     return {"orders": n_orders, "refunds": n_refunds, "logistics-costs": len(costs)}
 
 
-def run(cmd: list[str], env: Mapping[str, str], log: Path) -> tuple[int, float]:
-    """Run ``cmd`` with its output appended to ``log``; return the exit code and the seconds it took."""
+def run(cmd: list[str], env: Mapping[str, str], log: Path, timeout: float) -> tuple[int, float]:
+    """Run ``cmd`` with its output appended to ``log``; return the exit code and the seconds it took.
+
+    A command still running after ``timeout`` seconds is killed and reported with exit code 124.
+    """
     started = time.monotonic()
     with log.open("a") as out:
         out.write(f"\n$ {' '.join(cmd)}\n")
         out.flush()
-        code = subprocess.run(
-            cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, check=False
-        ).returncode
+        try:
+            code = subprocess.run(
+                cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, check=False, timeout=timeout
+            ).returncode
+        except subprocess.TimeoutExpired:
+            out.write(f"\nKilled after {timeout:.0f} s.\n")
+            code = 124
     return code, time.monotonic() - started
 
 
@@ -167,7 +174,7 @@ def print_summaries(summaries: Mapping[str, Any]) -> None:
     orders = summaries.get("upload_orders")
     if isinstance(orders, Mapping) and orders.get("rejected"):
         print(f"  Rejected orders: {', '.join(map(str, orders.get('rejected_ids') or []))}")
-        print(f"  Their errors are in {orders.get('rejected_path')}")
+        print(f"  Their errors were written to {orders.get('rejected_path')} (kept with --keep)")
         rejected_file = Path(str(orders.get("rejected_path") or ""))
         if rejected_file.is_file():
             for line in rejected_file.read_text().splitlines()[:4]:
@@ -213,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "PYTHONWARNINGS": "ignore",
     }
     airflow = [sys.executable, "-m", "airflow"]
-    print(f"Working folder: {work}")
+    print(f"Working folder: {work} (removed at the end unless --keep or a failure)")
     code = 1
     try:
         with sandbox(work) as client:
@@ -223,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"conn_type": "klar", "host": url, "password": TOKEN}
             )
 
-            migrated, seconds = run([*airflow, "db", "migrate"], env, log)
+            migrated, seconds = run([*airflow, "db", "migrate"], env, log, timeout=600)
             if migrated != 0:
                 print(f"`airflow db migrate` failed:\n{tail(log)}")
                 return 1
@@ -236,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
             print("Running `airflow dags test klar_demo` (uploads, then the deferrable sensor)...")
-            code, seconds = run([*airflow, "dags", "test", "klar_demo"], env, log)
+            code, seconds = run([*airflow, "dags", "test", "klar_demo"], env, log, timeout=900)
             state, summaries = read_xcom(home / "airflow.db", "klar_demo")
             print(f"DAG run klar_demo finished in {seconds:.1f} s: {state}")
             print_summaries(summaries)
@@ -244,9 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             if code != 0 or state != "success":
                 print(f"\nThe DAG run failed. The end of the Airflow log ({log}):\n{tail(log)}")
                 code = code or 1
-                args.keep = True
     finally:
-        if args.keep:
+        if args.keep or code != 0:
             print(f"\nKept {work} (airflow.log, sandbox.log, data/, airflow-home/)")
         else:
             import shutil
