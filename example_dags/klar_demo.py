@@ -24,9 +24,8 @@ from airflow_provider_klar.sensors.klar import KlarStatusSensor
 
 @dag(
     dag_id="klar_demo",
-    schedule="@daily",
+    schedule=None,  # run by `make demo`; "@daily" for your real exports
     start_date=datetime(2025, 1, 1),
-    catchup=False,
     tags=["klar", "example"],
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
     params={

@@ -20,9 +20,8 @@ EXPORT_DIR = os.environ.get("KLAR_EXAMPLE_EXPORT_DIR", "/tmp/klar-example/mapped
 
 @dag(
     dag_id="klar_mapped_files",
-    schedule="@daily",
+    schedule=None,  # manual runs only: the stand-in data is fake; "@daily" for your real export
     start_date=datetime(2025, 1, 1),
-    catchup=False,
     tags=["klar", "example"],
     params={"export_dir": Param(EXPORT_DIR, type="string", description="Folder or object storage URL.")},
 )

@@ -17,9 +17,8 @@ from airflow_provider_klar.operators.klar import KlarUploadOperator
 
 @dag(
     dag_id="klar_orders_from_task",
-    schedule="@daily",
+    schedule=None,  # manual runs only: the stand-in data is fake; "@daily" for your real export
     start_date=datetime(2025, 1, 1),
-    catchup=False,
     tags=["klar", "example"],
 )
 def klar_orders_from_task() -> None:

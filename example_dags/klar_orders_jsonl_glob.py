@@ -20,9 +20,8 @@ EXPORT_DIR = os.environ.get("KLAR_EXAMPLE_EXPORT_DIR", "file:///tmp/klar-example
 
 @dag(
     dag_id="klar_orders_jsonl_glob",
-    schedule="@daily",
+    schedule=None,  # manual runs only: the stand-in data is fake; "@daily" for your real export
     start_date=datetime(2025, 1, 1),
-    catchup=False,
     tags=["klar", "example"],
     params={"export_dir": Param(EXPORT_DIR, type="string", description="Object storage URL of the exports.")},
 )

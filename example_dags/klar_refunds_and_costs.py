@@ -23,9 +23,8 @@ DATA_DIR = os.environ.get("KLAR_EXAMPLE_DATA_DIR", "/tmp/klar-example/costs")
 
 @dag(
     dag_id="klar_refunds_and_costs",
-    schedule="@daily",
+    schedule=None,  # manual runs only: the stand-in data is fake; "@daily" for your real export
     start_date=datetime(2025, 1, 1),
-    catchup=False,
     tags=["klar", "example"],
     params={"data_dir": Param(DATA_DIR, type="string", description="Folder holding the exports.")},
 )

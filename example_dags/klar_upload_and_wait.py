@@ -21,9 +21,8 @@ from airflow_provider_klar.sensors.klar import KlarStatusSensor
 
 @dag(
     dag_id="klar_upload_and_wait",
-    schedule="@daily",
+    schedule=None,  # manual runs only: the stand-in data is fake; "@daily" for your real export
     start_date=datetime(2025, 1, 1),
-    catchup=False,
     tags=["klar", "example"],
 )
 def klar_upload_and_wait() -> None:

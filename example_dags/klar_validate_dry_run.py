@@ -23,7 +23,6 @@ DATA_DIR = os.environ.get("KLAR_EXAMPLE_DATA_DIR", "/tmp/klar-example/validate")
     dag_id="klar_validate_dry_run",
     schedule=None,
     start_date=datetime(2025, 1, 1),
-    catchup=False,
     tags=["klar", "example"],
     params={"data_dir": Param(DATA_DIR, type="string", description="Where the rejected records go.")},
 )

@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", action="store_true", help="keep the temporary folder (logs, data, database)"
     )
     args = parser.parse_args(argv)
+    if args.orders < 10:
+        parser.error("--orders must be at least 10 (two of them are made invalid on purpose)")
 
     work = Path(tempfile.mkdtemp(prefix="klar-demo-"))
     home, data_dir, log = work / "airflow-home", work / "data", work / "airflow.log"
