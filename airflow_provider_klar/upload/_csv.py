@@ -134,6 +134,14 @@ def _convert(
     return record, None
 
 
+def _first_row(reader: Any) -> list[str] | None:
+    """Return the first row that is not blank (the header), or ``None`` for an empty file."""
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            return list(row)
+    return None
+
+
 def iter_csv(
     stream: IO[bytes], source: str, start: int, resource: str, api_version: str | None
 ) -> Iterator[SourceRecord]:
@@ -154,14 +162,22 @@ def iter_csv(
     reader = csv.reader(text, strict=True)
     position = start
     try:
-        header = next(reader, None)
+        header = _first_row(reader)
         if header is None:
             return
+        header_line = reader.line_num
         names = [name.strip() for name in header]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates or "" in names:
             what = f"duplicate columns {duplicates}" if duplicates else "a column without a name"
-            yield SourceRecord(position, source, 1, None, f"line 1: the header has {what}", _row_text(header))
+            yield SourceRecord(
+                position,
+                source,
+                header_line,
+                None,
+                f"line {header_line}: the header has {what}",
+                _row_text(header),
+            )
             return
         columns = [(name, types.get(name, "string"), _converter(types.get(name))) for name in names]
         width = len(names)

@@ -144,6 +144,12 @@ def test_csv_header_problems_are_reported_at_line_one(tmp_path: Path) -> None:
     assert item.error == "line 1: the header has duplicate columns ['orderId']"
 
 
+def test_csv_skips_blank_lines_before_the_header(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.csv", b"\n,\norderId,totalLogisticsCosts\nX,2\n")
+    [item] = list(iter_path(path, resource="logistics-costs"))
+    assert (item.line, item.record) == (4, {"orderId": "X", "totalLogisticsCosts": 2})
+
+
 def test_csv_is_refused_for_a_nested_resource_before_reading(tmp_path: Path) -> None:
     path = write(tmp_path / "orders.csv", b"id\n1\n")
     with pytest.raises(KlarConfigurationError, match=r"CSV files are only for the flat resources.*orders"):
