@@ -63,7 +63,9 @@ def iter_records(records: Iterable[Any]) -> Iterator[SourceRecord]:
     """Yield the records of ``records=`` one by one, without copying the iterable.
 
     Works with a list, any iterable or generator, and the lazy sequence Airflow 3 hands over for an
-    ``XComArg``. An item that is neither a mapping nor a pydantic model becomes an error record.
+    ``XComArg``. Items that are lists are read as their records in turn, so the results of a mapped
+    task that each return a list make one flat stream. ``line`` and ``position`` both count records
+    in that flat stream. An item that is neither a mapping nor a pydantic model becomes an error record.
 
     :param records: The records, dicts or pydantic models.
     :raises KlarConfigurationError: When ``records`` is a single dict, a string or not iterable.
@@ -83,12 +85,17 @@ def iter_records(records: Iterable[Any]) -> Iterator[SourceRecord]:
 
 
 def _iter_records(iterator: Iterator[Any]) -> Iterator[SourceRecord]:
-    for index, item in enumerate(iterator):
-        problem = _record_type_error(item)
-        if problem is None:
-            yield SourceRecord(index, "records", index, item)
-        else:
-            yield SourceRecord(index, "records", index, None, f"item {index}: {problem}", cut(repr(item)))
+    index = 0
+    for item in iterator:
+        # A mapped task's results arrive as one list per map index: read them as one flat list.
+        for record in item if isinstance(item, (list, tuple)) else (item,):
+            problem = _record_type_error(record)
+            if problem is None:
+                yield SourceRecord(index, "records", index, record)
+            else:
+                message = f"item {index}: {problem}"
+                yield SourceRecord(index, "records", index, None, message, cut(repr(record)))
+            index += 1
 
 
 def detect_format(name: str, file_format: str | None = None) -> tuple[str, bool]:

@@ -414,6 +414,17 @@ def test_iter_records_consumes_a_generator_one_item_at_a_time() -> None:
     assert pulled == [0]
 
 
+def test_iter_records_flattens_lists_of_records_one_level() -> None:
+    items = list(iter_records([[{"id": "a"}, {"id": "b"}], [], ({"id": "c"},), {"id": "d"}, [[{"id": "e"}]]]))
+    assert [(i.position, i.line, i.record) for i in items[:4]] == [
+        (0, 0, {"id": "a"}),
+        (1, 1, {"id": "b"}),
+        (2, 2, {"id": "c"}),
+        (3, 3, {"id": "d"}),
+    ]
+    assert items[4].error == "item 4: expected a dict or a pydantic model, got list"
+
+
 def test_iter_records_marks_items_that_are_not_records() -> None:
     items = list(iter_records([{"id": "1"}, "ORD-2", None, 5]))
     assert [i.ok for i in items] == [True, False, False, False]

@@ -1,5 +1,5 @@
 """iter_records over what Airflow 3 hands a task for an upstream XCom: a list, and the lazy sequence of a
-mapped task's results, inside a real ``dag.test()`` run."""
+mapped task's results (records, or lists of records), inside a real ``dag.test()`` run."""
 
 from __future__ import annotations
 
@@ -25,16 +25,21 @@ def _dag(dag_id: str, out: Path) -> Any:
             return {"id": f"M-{i}", "n": i}
 
         @task
-        def read(listed: Any, mapped: Any) -> None:
+        def a_page(page: int) -> list[dict[str, Any]]:
+            return [{"id": f"P-{page}-{k}"} for k in range(page)]
+
+        @task
+        def read(listed: Any, mapped: Any, pages: Any) -> None:
             seen = {
                 "listed_type": type(listed).__name__,
                 "mapped_type": type(mapped).__name__,
                 "listed": [(r.position, r.record) for r in iter_records(listed)],
                 "mapped": [(r.position, r.record) for r in iter_records(mapped)],
+                "pages": [(r.position, r.record["id"]) for r in iter_records(pages)],
             }
             out.write_text(json.dumps(seen))
 
-        read(one_list(), one_order.expand(i=[0, 1, 2]))
+        read(one_list(), one_order.expand(i=[0, 1, 2]), a_page.expand(page=[1, 0, 2]))
     return dag
 
 
