@@ -13,6 +13,7 @@ from airflow_provider_klar.upload.checkpoint import (
 )
 from airflow_provider_klar.upload.rejected import RejectedWriter
 from airflow_provider_klar.upload.sources import (
+    FileSource,
     SourceRecord,
     detect_format,
     iter_path,
@@ -22,6 +23,7 @@ from airflow_provider_klar.upload.sources import (
 
 __all__ = [
     "CheckpointStore",
+    "FileSource",
     "PathCheckpoint",
     "RejectedWriter",
     "SourceRecord",
