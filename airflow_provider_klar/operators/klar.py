@@ -74,9 +74,13 @@ class KlarUploadOperator(BaseOperator):
     removed when the task succeeds. Limits: a batch that was in flight when a try died (a killed
     worker, a lost connection) was not confirmed and is sent again, which is harmless since Klar
     upserts by id; positions are only meaningful if the source yields the same records in the same
-    order on every try (true of files and of an upstream task's XCom, not of a source that changes
-    between tries); a try failing because of ``max_rejected`` removes the checkpoint, since every valid
-    record was stored and a new try (after fixing the data) must read everything again.
+    order on every try (true of an upstream task's XCom; for files, a checkpoint is used only while
+    their names, sizes and change markers are the same, so fixing a file starts over); a try failing
+    because of ``max_rejected`` removes the checkpoint, since every valid record was stored and a new
+    try (after fixing the data) must read everything again. A resumed try
+    copies the earlier try's rejected records of confirmed positions into its ``rejected_path`` file
+    first, so the file stays complete; if the earlier worker was killed before it flushed that file,
+    those lines are missing from it (the counts in the summary still include them).
 
     The summary returned to XCom is small whatever the upload size: ``resource``, ``api_version``,
     ``mode``, ``records``, ``batches``, ``accepted``, ``rejected``, ``rejected_ids`` (the first 100),
@@ -310,7 +314,9 @@ class KlarUploadOperator(BaseOperator):
                 conn_id=self.source_conn_id,
                 api_version=api_version,
             )
-            return source, None, f"path:{_shown(self.path)}"
+            # The fingerprint (names, sizes, change markers) keeps a checkpoint from outliving its files.
+            fingerprint = getattr(source, "fingerprint", "")
+            return source, None, f"path:{_shown(self.path)}:{fingerprint}"
         records = self.records
         if records is None:
             raise KlarConfigurationError("records= rendered to None; pass a list of records.")
