@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "dev-token"
+EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception|Timeout): ")
 LISTENING = re.compile(r"listening on (?P<url>http://\S+)")
 UPLOAD_TASKS = ("upload_orders", "upload_refunds", "upload_logistics_costs")
 RESOURCES = ("orders", "refunds", "logistics-costs")
@@ -75,6 +76,19 @@ def tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def failure_excerpt(path: Path, limit: int = 15) -> str:
+    """Return the exception lines of an Airflow log (with their indented continuation), else its tail."""
+    lines = path.read_text(errors="replace").splitlines()
+    picked: list[str] = []
+    for i, line in enumerate(lines):
+        if EXCEPTION_LINE.match(line) and line not in picked:
+            picked.append(line)
+            picked.extend(
+                more for more in lines[i + 1 : i + 11] if more.startswith("  ") and "File " not in more
+            )
+    return "\n".join(picked[:limit]) if picked else tail(path, limit)
 
 
 def write_jsonl(path: Path, records: Iterator[Mapping[str, Any]] | list[dict[str, Any]]) -> int:
@@ -251,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             print_summaries(summaries)
             print_sandbox(client)
             if code != 0 or state != "success":
-                print(f"\nThe DAG run failed. The end of the Airflow log ({log}):\n{tail(log)}")
+                print(f"\nThe DAG run failed ({log} has the whole log):\n{failure_excerpt(log)}")
                 code = code or 1
     finally:
         if args.keep or code != 0:
