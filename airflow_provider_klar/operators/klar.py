@@ -26,7 +26,7 @@ from airflow_provider_klar.upload.report import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_klar.upload.engine import CheckpointStore, EngineResult
+    from airflow_provider_klar.upload.settings import CheckpointStore, EngineResult
 
 #: The label of a mapped task instance in the UI: the file it uploads (the numeric index for records).
 DEFAULT_MAP_INDEX_TEMPLATE = (

@@ -19,124 +19,37 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 from airflow_provider_klar.exceptions import KlarError, KlarResponseError
 from airflow_provider_klar.results import FieldError, KlarBatchResult, OutcomeState
 from airflow_provider_klar.upload.accounting import Rejection, RejectionOrigin, Tally, WarningTally
 from airflow_provider_klar.upload.batching import (
     BODY_OVERHEAD,
-    DEFAULT_MAX_BATCH_BYTES,
     Batch,
     Batcher,
     BatchItem,
 )
 from airflow_provider_klar.upload.prepare import SourceLike, ValidatorLike, make_preparer
 from airflow_provider_klar.upload.ranges import PositionRanges
+from airflow_provider_klar.upload.settings import (
+    CHECKPOINT_FORMAT,
+    BatchSender,
+    CheckpointStore,
+    EngineResult,
+    EngineSettings,
+    LogLike,
+    UploadMode,
+)
 
-#: Version of the checkpoint layout; a checkpoint of another layout is ignored.
-CHECKPOINT_FORMAT = 1
-#: Least seconds between two checkpoint saves while batches keep completing.
-CHECKPOINT_INTERVAL = 2.0
+__all__ = ["EngineResult", "EngineSettings", "UploadEngine", "UploadMode"]
+
 #: How often (seconds) a thread waiting for batches looks at the stop event.
 _POLL = 0.2
-
-
-class UploadMode(str, Enum):
-    """Where batches go."""
-
-    #: ``POST /<version>/<resource>/json``: Klar stores the records.
-    UPLOAD = "upload"
-    #: ``POST /<version>/<resource>/validate``: Klar checks the records and stores nothing.
-    VALIDATE = "validate"
-
-
-class BatchSender(Protocol):
-    """What the engine needs of :class:`~airflow_provider_klar.hooks.klar.KlarHook`."""
-
-    def upload(
-        self, resource: str, records: Sequence[Mapping[str, Any]], *, encoded: Sequence[bytes] | None = None
-    ) -> KlarBatchResult: ...
-
-    def validate(
-        self, resource: str, records: Sequence[Mapping[str, Any]], *, encoded: Sequence[bytes] | None = None
-    ) -> KlarBatchResult: ...
-
-
-class LogLike(Protocol):
-    """What the engine needs of a logger (``logging.Logger``, Airflow's task logger)."""
-
-    def info(self, msg: Any, /, *args: Any) -> Any: ...
-
-    def warning(self, msg: Any, /, *args: Any) -> Any: ...
-
-
-class CheckpointStore(Protocol):
-    """What the engine needs of a checkpoint store (``VariableCheckpoint``, ``PathCheckpoint``)."""
-
-    def load(self) -> dict[str, Any] | None: ...
-
-    def save(self, state: dict[str, Any]) -> None: ...
-
-    def clear(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """What to send where, and how.
-
-    :param resource: The Klar resource, e.g. ``orders``.
-    :param api_version: The API version the batches go to (recorded in checkpoints and the summary).
-    :param mode: Upload (store) or validate (check only).
-    :param id_field: The field that names a record (``id``, or ``orderId`` for cost resources).
-    :param batch_size: Most records per request (1 to 1000).
-    :param max_concurrency: Most requests in flight at once.
-    :param max_batch_bytes: Most bytes per request body.
-    :param source_key: Identifies the source (the path, or ``records``); a checkpoint of another source
-        is not used.
-    :param checkpoint_interval: Least seconds between checkpoint saves.
-    """
-
-    resource: str
-    api_version: str
-    mode: UploadMode = UploadMode.UPLOAD
-    id_field: str = "id"
-    batch_size: int = 1000
-    max_concurrency: int = 4
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
-    source_key: str = "records"
-    checkpoint_interval: float = CHECKPOINT_INTERVAL
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int):
-            raise ValueError(f"max_concurrency must be an integer, got {self.max_concurrency!r}.")
-        if not 1 <= self.max_concurrency <= 32:
-            raise ValueError(f"max_concurrency must be from 1 to 32, got {self.max_concurrency}.")
-
-
-@dataclass(frozen=True)
-class EngineResult:
-    """What an upload did, across tries.
-
-    :param tally: The counts of every try that contributed (a resumed try adds to the earlier ones).
-    :param resumed_records: Records this try skipped because an earlier try had finished with them.
-    :param skipped_batches: Batches earlier tries had sent and this try did not send again.
-    :param started_at: When this try started (UTC).
-    :param finished_at: When it finished (UTC).
-    :param seconds: This try's duration in seconds.
-    """
-
-    tally: Tally
-    resumed_records: int
-    skipped_batches: int
-    started_at: datetime
-    finished_at: datetime
-    seconds: float
 
 
 @dataclass
@@ -162,10 +75,6 @@ class _Send:
     resend: bool = False
 
 
-class UploadStopped(KlarError):
-    """The upload was stopped on request (the task was killed) before it finished."""
-
-
 class UploadEngine:
     """Send a stream of source records to Klar in concurrent batches, with an exact account of each.
 
@@ -176,7 +85,7 @@ class UploadEngine:
     :param on_rejected: Called (in the calling thread) with each rejected record, e.g. to write it out.
     :param checkpoint: Where to keep progress between tries, or ``None`` for no resume.
     :param log: Where progress lines go.
-    :param stop: Set it (from any thread) to stop promptly; :meth:`run` then raises :class:`UploadStopped`.
+    :param stop: Set it (from any thread) to stop promptly; :meth:`run` then raises a ``KlarError``.
     :param total: The number of records, when known in advance (for the ETA in the log).
     """
 
@@ -294,7 +203,7 @@ class UploadEngine:
 
         :param source: The records, as the source readers yield them (with positions).
         :raises KlarError: The first fatal error of a batch (auth, not found, retries exhausted...),
-            after cancelling the batches not yet sent; :class:`UploadStopped` when stopped.
+            after cancelling the batches not yet sent, or a ``KlarError`` saying it was stopped.
         """
         started = datetime.now(timezone.utc)
         self._t0 = time.monotonic()
@@ -306,7 +215,9 @@ class UploadEngine:
                 self._pump()
                 self._harvest()
         except BaseException as err:
-            self._abort(drain=not isinstance(err, KlarError))
+            # A failing source (or rejected-file writer) leaves the batches in flight worth finishing;
+            # Klar's errors, a stop request and interpreter-level exits (timeouts) end them now.
+            self._abort(drain=isinstance(err, Exception) and not isinstance(err, KlarError))
             self._save(force=True)
             raise
         finally:
@@ -341,7 +252,7 @@ class UploadEngine:
         ordinal = -1
         for ordinal, src in enumerate(source):
             if stopped():
-                raise UploadStopped(f"The upload was stopped after reading {ordinal} records.")
+                raise KlarError(f"The upload was stopped after reading {ordinal} records.")
             if confirmed and ordinal in confirmed:
                 self._resumed += 1
                 continue
@@ -405,7 +316,7 @@ class UploadEngine:
 
     def _send(self, batch: Batch) -> tuple[KlarBatchResult, float]:
         if self.stop.is_set():
-            raise UploadStopped("The upload was stopped before this batch was sent.")
+            raise KlarError("The upload was stopped before this batch was sent.")
         started = time.monotonic()
         id_field = self.settings.id_field
         # The hook reads only the ids from ``records`` when ``encoded`` is given: small stand-ins suffice.
@@ -427,7 +338,7 @@ class UploadEngine:
         """Wait until at least one batch is answered (or the stop event is set); account for it."""
         while self._in_flight:
             if self.stop.is_set():
-                raise UploadStopped("The upload was stopped while batches were in flight.")
+                raise KlarError("The upload was stopped while batches were in flight.")
             done, _ = wait(self._in_flight, timeout=_POLL, return_when=FIRST_COMPLETED)
             if done:
                 for future in done:
@@ -445,9 +356,9 @@ class UploadEngine:
             for future, job in list(self._in_flight.items()):
                 try:
                     result, seconds = future.result()
-                except Exception:
+                    self._account(job, result, seconds)
+                except Exception:  # the first error is the one to report
                     continue
-                self._account(job, result, seconds)
             self._in_flight.clear()
             return
         self.stop.set()

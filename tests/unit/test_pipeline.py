@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_klar.exceptions import KlarAuthError, KlarTransientError
+from airflow_provider_klar.exceptions import KlarAuthError, KlarError, KlarTransientError
 from airflow_provider_klar.models import RecordValidator
 from airflow_provider_klar.results import FieldError, KlarBatchResult, OutcomeState, RecordOutcome
 from airflow_provider_klar.sandbox.fake_data import fake_orders
 from airflow_provider_klar.upload.accounting import RejectionOrigin
-from airflow_provider_klar.upload.engine import EngineSettings, UploadEngine, UploadMode, UploadStopped
+from airflow_provider_klar.upload.engine import EngineSettings, UploadEngine, UploadMode
 from airflow_provider_klar.upload.sources import iter_records
 
 
@@ -261,7 +261,7 @@ def test_stop_event_ends_the_run_from_another_thread() -> None:
     stop = threading.Event()
     hook = FakeHook()
     hook.on_call = lambda number: stop.set() if number == 2 else None
-    with pytest.raises(UploadStopped):
+    with pytest.raises(KlarError, match="stopped"):
         engine(hook, batch_size=10, max_concurrency=1, stop=stop).run(iter_records(orders(100)))
     assert len(hook.calls) <= 3
 

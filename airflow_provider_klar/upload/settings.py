@@ -1,0 +1,114 @@
+"""What the upload engine needs and gives: its settings, result, and the interfaces of its partners.
+
+Kept apart from :mod:`.engine` so that callers (the operator, the report, tests) can describe an upload
+without the machinery that runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Protocol
+
+from airflow_provider_klar.results import KlarBatchResult
+from airflow_provider_klar.upload.accounting import Tally
+from airflow_provider_klar.upload.batching import DEFAULT_MAX_BATCH_BYTES
+
+#: Version of the checkpoint layout; a checkpoint of another layout is ignored.
+CHECKPOINT_FORMAT = 1
+#: Least seconds between two checkpoint saves while batches keep completing.
+CHECKPOINT_INTERVAL = 2.0
+
+
+class UploadMode(str, Enum):
+    """Where batches go."""
+
+    #: ``POST /<version>/<resource>/json``: Klar stores the records.
+    UPLOAD = "upload"
+    #: ``POST /<version>/<resource>/validate``: Klar checks the records and stores nothing.
+    VALIDATE = "validate"
+
+
+class BatchSender(Protocol):
+    """What the engine needs of :class:`~airflow_provider_klar.hooks.klar.KlarHook`."""
+
+    def upload(
+        self, resource: str, records: Sequence[Mapping[str, Any]], *, encoded: Sequence[bytes] | None = None
+    ) -> KlarBatchResult: ...
+
+    def validate(
+        self, resource: str, records: Sequence[Mapping[str, Any]], *, encoded: Sequence[bytes] | None = None
+    ) -> KlarBatchResult: ...
+
+
+class LogLike(Protocol):
+    """What the engine needs of a logger (``logging.Logger``, Airflow's task logger)."""
+
+    def info(self, msg: Any, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: Any, /, *args: Any) -> Any: ...
+
+
+class CheckpointStore(Protocol):
+    """What the engine needs of a checkpoint store (``VariableCheckpoint``, ``PathCheckpoint``)."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What to send where, and how.
+
+    :param resource: The Klar resource, e.g. ``orders``.
+    :param api_version: The API version the batches go to (recorded in checkpoints and the summary).
+    :param mode: Upload (store) or validate (check only).
+    :param id_field: The field that names a record (``id``, or ``orderId`` for cost resources).
+    :param batch_size: Most records per request (1 to 1000).
+    :param max_concurrency: Most requests in flight at once.
+    :param max_batch_bytes: Most bytes per request body.
+    :param source_key: Identifies the source (the path, or ``records``); a checkpoint of another source
+        is not used.
+    :param checkpoint_interval: Least seconds between checkpoint saves.
+    """
+
+    resource: str
+    api_version: str
+    mode: UploadMode = UploadMode.UPLOAD
+    id_field: str = "id"
+    batch_size: int = 1000
+    max_concurrency: int = 4
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    source_key: str = "records"
+    checkpoint_interval: float = CHECKPOINT_INTERVAL
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int):
+            raise ValueError(f"max_concurrency must be an integer, got {self.max_concurrency!r}.")
+        if not 1 <= self.max_concurrency <= 32:
+            raise ValueError(f"max_concurrency must be from 1 to 32, got {self.max_concurrency}.")
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """What an upload did, across tries.
+
+    :param tally: The counts of every try that contributed (a resumed try adds to the earlier ones).
+    :param resumed_records: Records this try skipped because an earlier try had finished with them.
+    :param skipped_batches: Batches earlier tries had sent and this try did not send again.
+    :param started_at: When this try started (UTC).
+    :param finished_at: When it finished (UTC).
+    :param seconds: This try's duration in seconds.
+    """
+
+    tally: Tally
+    resumed_records: int
+    skipped_batches: int
+    started_at: datetime
+    finished_at: datetime
+    seconds: float
