@@ -120,11 +120,13 @@ def test_validate_dry_run_stores_nothing(
     assert (summary["records"], summary["accepted"], summary["rejected"]) == (22, 20, 2)
     assert sorted(summary["rejected_ids"]) == ["ORD-3", "ORD-9"]
     assert klar_sandbox.count("orders") == 0
-    paths = {entry["path"] for entry in klar_sandbox.requests()}
-    assert paths
-    assert all(path.endswith("/orders/validate") for path in paths)
+    request_paths = {entry["path"] for entry in klar_sandbox.requests()}
+    assert request_paths
+    assert all(path.endswith("/orders/validate") for path in request_paths)
     rejected = [json.loads(line) for line in (tmp_path / "rejected-orders.jsonl").read_text().splitlines()]
-    assert len(rejected) == 2
+    assert sorted(entry["id"] for entry in rejected) == ["ORD-3", "ORD-9"]
+    error_paths = {entry["id"]: entry["errors"][0]["path"] for entry in rejected}
+    assert error_paths == {"ORD-3": "createdAt", "ORD-9": "lineItems.0.taxes.0.taxRate"}
 
 
 def test_mapped_files(dagbag: Any, klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path) -> None:
