@@ -8,6 +8,7 @@ process so that its peak RSS (``ru_maxrss``) and CPU seconds (``getrusage``) are
   after another: the script a user writes today.
 - ``engine``: the operator's upload engine (streaming reader, local validation, batches of 1000,
   ``max_concurrency=4``) through ``KlarHook``.
+- ``engine-no-val``: the same with ``validate_locally=False``, to tell validation from the rest.
 - ``bare-validate``: ``Order.model_validate(json.loads(line))`` for every line and nothing else, the
   floor for client CPU per record of any validating upload.
 
@@ -69,7 +70,7 @@ def child_baseline(array_file: str, url: str) -> dict[str, Any]:
     return _usage(cpu, wall, rss, len(orders))
 
 
-def child_engine(jsonl_file: str, url: str) -> dict[str, Any]:
+def child_engine(jsonl_file: str, url: str, *, validate: bool = True) -> dict[str, Any]:
     """The upload engine as the operator runs it: streamed, validated, 4 requests in flight."""
     os.environ["AIRFLOW_CONN_KLAR_DEFAULT"] = json.dumps(
         {"conn_type": "klar", "host": url, "password": TOKEN}
@@ -88,7 +89,8 @@ def child_engine(jsonl_file: str, url: str) -> dict[str, Any]:
     hook.get_conn()
     source = iter_path(jsonl_file, resource="orders")
     settings = EngineSettings(resource="orders", api_version="07.2025", batch_size=1000, max_concurrency=4)
-    engine = UploadEngine(settings, hook, validator=RecordValidator("orders", "07.2025"), log=quiet)
+    validator = RecordValidator("orders", "07.2025") if validate else None
+    engine = UploadEngine(settings, hook, validator=validator, log=quiet)
     cpu, wall, rss = _start()
     result = engine.run(source)
     hook.close()
@@ -112,7 +114,17 @@ def child_bare(jsonl_file: str, url: str) -> dict[str, Any]:
     return _usage(cpu, wall, rss, count)
 
 
-CHILDREN = {"baseline": child_baseline, "engine": child_engine, "bare-validate": child_bare}
+def child_engine_unvalidated(jsonl_file: str, url: str) -> dict[str, Any]:
+    """The engine with ``validate_locally=False``: what streaming and concurrency alone achieve."""
+    return child_engine(jsonl_file, url, validate=False)
+
+
+CHILDREN = {
+    "baseline": child_baseline,
+    "engine": child_engine,
+    "engine-no-val": child_engine_unvalidated,
+    "bare-validate": child_bare,
+}
 
 
 # -- the parent: data, server, children, table --------------------------------------------------------
@@ -159,6 +171,7 @@ def measure(sizes: tuple[int, ...], delay_ms: float = DELAY_MS) -> dict[str, Any
                 jsonl, array = write_data(Path(tmp), n)
                 rows.append(run_child("baseline", array, url))
                 rows.append(run_child("engine", jsonl, url))
+                rows.append(run_child("engine-no-val", jsonl, url))
                 rows.append(run_child("bare-validate", jsonl, url))
                 array.unlink()
                 jsonl.unlink()
