@@ -126,3 +126,17 @@ def test_docstring_roles_become_markdown() -> None:
     assert rewrite("See :class:`~airflow_provider_klar.results.KlarStatus`.") == "See `KlarStatus`."
     assert rewrite(":meth:`KlarHook.upload` and ``x``") == "`KlarHook.upload` and `x`"
     assert rewrite("Usage::\n\n    run()\n\nDone.") == "Usage:\n\n```python\nrun()\n```\n\nDone."
+
+
+def test_models_page_python_examples_run_as_shown() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", (DOCS / "models.md").read_text(), re.DOTALL)
+    assert len(blocks) == 2
+    build, validate = ({} for _ in range(2))
+    exec(blocks[0], build)  # the page's own code, unchanged
+    dumped = build["order"].model_dump(mode="json", by_alias=True, exclude_unset=True)
+    assert dumped["lineItems"][0]["taxes"][0] == {"title": "VAT", "taxRate": 0.19, "taxAmount": 3.8}
+    exec(blocks[1], validate)
+    assert validate["result"].valid is False
+    assert [str(e) for e in validate["result"].errors] == [
+        "lineItems.0.taxes.0.taxRate: 19 looks like a percentage, send 0.19"
+    ]
