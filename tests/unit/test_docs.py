@@ -140,3 +140,23 @@ def test_models_page_python_examples_run_as_shown() -> None:
     assert [str(e) for e in validate["result"].errors] == [
         "lineItems.0.taxes.0.taxRate: 19 looks like a percentage, send 0.19"
     ]
+
+
+def test_operator_page_lists_every_argument_with_its_default() -> None:
+    import inspect
+
+    from airflow_provider_klar.operators.klar import KlarUploadOperator
+
+    text = (DOCS / "operator.md").read_text()
+    table = text[text.index("## Arguments") :]
+    documented: dict[str, str] = {}
+    for names, default in re.findall(r"^\| (`[^|]+`) \|([^|]*)\|", table, re.MULTILINE):
+        for name in re.findall(r"`(\w+)`", names):
+            documented[name] = default.strip()
+    parameters = inspect.signature(KlarUploadOperator.__init__).parameters
+    expected = {name for name in parameters if name not in ("self", "kwargs", "map_index_template")}
+    assert set(documented) == expected
+    for name, default in documented.items():
+        literal = re.fullmatch(r"`(.+)`", default)
+        if literal:
+            assert literal.group(1) == repr(parameters[name].default).replace("'", '"'), name
