@@ -7,6 +7,7 @@ so it is one small function with no per-record allocation beyond its result.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -116,9 +117,15 @@ def make_preparer(validator: ValidatorLike | None, id_field: str) -> Callable[[S
     validate_json = getattr(validator, "validate_json", None)
     encode_valid, encode_errors, prepared = _encode_valid, _ENCODE_ERRORS, PreparedRecord
 
+    id_pattern = re.compile(rf'"{re.escape(id_field)}"\s*:\s*"([^"\\]{{1,200}})"')
+
     def prepare(src: SourceLike) -> PreparedRecord:
         if src.error is not None:
-            return prepared(None, None, (FieldError("", f"Malformed record: {src.error}"),))
+            # The id of a line cut short can often still be read, so the rejected file can name it.
+            raw_text = getattr(src, "raw", None)
+            found = id_pattern.search(raw_text) if isinstance(raw_text, str) else None
+            error = FieldError("", f"Malformed record: {src.error}")
+            return prepared(None, found.group(1) if found else None, (error,))
         raw = getattr(src, "raw", None)
         if validate is not None:
             if validate_json is not None and isinstance(raw, bytes):

@@ -165,7 +165,7 @@ def test_a_json_lines_file_with_invalid_records_and_a_malformed_line_under_fault
     bad = {5, 40, 41, 250}
     assert (summary["records"], summary["accepted"], summary["rejected"]) == (300, 296, 4)
     assert summary["rejected_locally"] == 4
-    assert sorted(summary["rejected_ids"]) == ["41", "ORD-40", "ORD-5"]
+    assert sorted(summary["rejected_ids"]) == ["41", "ORD-250", "ORD-40", "ORD-5"]
     stored = {r["id"] for r in klar_sandbox.records("orders")}
     assert stored == {f"ORD-{i}" for i in range(300) if i not in bad}
     assert summary["accepted"] == klar_sandbox.count("orders")
@@ -179,6 +179,7 @@ def test_a_json_lines_file_with_invalid_records_and_a_malformed_line_under_fault
     assert by_position[40]["errors"][0]["path"] == "lineItems.0.taxes.0.taxRate"
     assert by_position[41]["id"] == "41"
     assert by_position[250]["line"] == 251
+    assert by_position[250]["id"] == "ORD-250"  # read from the cut line
     assert "invalid JSON" in by_position[250]["errors"][0]["message"]
     assert by_position[250]["record"].startswith('{"id": "ORD-250"')
     assert summary["rejected_path"] == str(rejected)

@@ -50,6 +50,15 @@ def test_a_malformed_line_is_rejected_with_the_readers_reason() -> None:
     assert prepared.errors[0].message == f"Malformed record: {reason}"
 
 
+def test_the_id_of_a_malformed_line_is_read_when_it_can_be() -> None:
+    cut = SourceRecord(3, "/d/o.jsonl", 4, None, "line 4: invalid JSON", raw='{"id": "ORD-3", "createdAt": ')
+    assert prepare_record(cut, VALIDATOR, "id").id == "ORD-3"
+    cost = SourceRecord(3, "/d/c.jsonl", 4, None, "line 4: invalid JSON", raw='{"orderId":"A-1","x":')
+    assert prepare_record(cost, None, "orderId").id == "A-1"
+    garbage = SourceRecord(3, "/d/o.jsonl", 4, None, "line 4: invalid JSON", raw="not json at all")
+    assert prepare_record(garbage, VALIDATOR, "id").id is None
+
+
 def test_without_validation_models_are_dumped_camel_case_and_bad_json_is_rejected() -> None:
     order = Order.model_validate(next(fake_orders(1)))
     prepared = prepare_record(src(order), None, "id")
