@@ -326,3 +326,24 @@ def test_a_source_error_mid_stream_keeps_the_batches_already_answered() -> None:
     assert store.state is not None
     assert store.state["confirmed"] == [[0, 19]]
     assert store.state["tally"]["accepted"] == 20
+
+
+def test_resume_with_batches_in_flight_counts_every_record_once() -> None:
+    records = orders(200, bad=[33])
+    store = MemoryCheckpoint()
+    first = FakeHook(status=400, fail_on={7: KlarAuthError("Klar answered 401.")})
+    with pytest.raises(KlarAuthError):
+        engine(first, checkpoint=store, max_concurrency=3).run(iter_records(records))
+    assert store.state is not None
+    confirmed = store.state["confirmed"]
+    confirmed_ids = {f"ORD-{i}" for start, end in confirmed for i in range(start, end + 1)}
+    assert len(confirmed_ids) >= 30  # at least the first batches, before the failing 7th request
+
+    second = FakeHook(status=400)
+    result = engine(second, checkpoint=store, max_concurrency=3).run(iter_records(records))
+    # Nothing confirmed is sent again; what was in flight when the first try failed may be.
+    assert not confirmed_ids & set(second.sent_ids)
+    assert set(first.sent_ids) | set(second.sent_ids) >= {r["id"] for r in records}
+    tally = result.tally
+    assert (tally.records, tally.accepted, tally.rejected) == (200, 199, 1)
+    assert result.resumed_records == len(confirmed_ids)
