@@ -72,6 +72,24 @@ def summary_of(ti: Any) -> dict[str, Any]:
     return value
 
 
+def link_of(ti: Any) -> Any:
+    """The URL of the "Klar" extra link, as the worker stored it for the UI."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        value = session.scalar(
+            XComModel.get_many(
+                run_id=ti.run_id, key="_link_KlarLink", task_ids=ti.task_id, dag_ids=ti.dag_id,
+                map_indexes=ti.map_index,
+            ).with_only_columns(XComModel.value)
+        )  # fmt: skip
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value  # stored as the bare string
+
+
 def stored_text(dag_id: str) -> str:
     """Everything Airflow stored for a DAG's runs: XComs and rendered template fields, as text."""
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
@@ -128,6 +146,7 @@ def test_records_from_an_upstream_task_through_xcom(
     assert klar_sandbox.count("orders") == 249
     assert klar_sandbox.get("orders", "ORD-17") is None
     assert sorted(r["records"] for r in klar_sandbox.requests()) == [49, 100, 100]
+    assert link_of(task_instances(dag_run, "upload")[0]) == "https://app.getklar.com"
     out = capfd.readouterr().out
     assert "Batch 3:" in out
     assert "Uploaded 250 orders records" in out
