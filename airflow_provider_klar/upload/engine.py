@@ -457,7 +457,7 @@ class UploadEngine:
                 progress,
                 rate,
             )
-        else:
+        elif span.rejections:  # (a span of positions confirmed by an earlier try says nothing)
             self.log.info("%d records rejected locally, nothing to send; %s.", len(span.rejections), progress)
 
 
