@@ -80,13 +80,18 @@ def rejected_sink(writer: Any) -> Callable[[Rejection], None]:
         if isinstance(record, bytes):
             # Records rejected by Klar are kept only as the bytes sent, which are valid JSON.
             record = json.loads(record)
-        writer.reject(
-            position=rejection.ordinal,
-            source=rejection.source,
-            line=rejection.line,
-            id=rejection.id,
-            errors=rejection.errors,
-            record=record,
+        # The writer's documented layout, plus where (for people) and who rejected the record.
+        writer.write(
+            {
+                "position": rejection.ordinal,
+                "source": rejection.source,
+                "line": rejection.line,
+                "where": rejection.label,
+                "id": rejection.id,
+                "rejected_by": rejection.origin.value,
+                "errors": [error.to_dict() for error in rejection.errors],
+                "record": record,
+            }
         )
 
     return write

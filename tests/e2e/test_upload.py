@@ -199,6 +199,8 @@ def test_a_json_lines_file_with_invalid_records_and_a_malformed_line_under_fault
     assert by_position[41]["id"] == "41"
     assert by_position[250]["line"] == 251
     assert by_position[250]["id"] == "ORD-250"  # read from the cut line
+    assert by_position[250]["where"] == f"line 251 of {source}"
+    assert {line["rejected_by"] for line in lines} == {"local"}
     assert "invalid JSON" in by_position[250]["errors"][0]["message"]
     assert by_position[250]["record"].startswith('{"id": "ORD-250"')
     assert summary["rejected_path"] == str(rejected)
@@ -252,7 +254,7 @@ def test_klar_rejections_in_207_and_400_answers_and_resending_what_was_not_store
     refund_requests = [r for r in klar_sandbox.requests() if "/refunds/" in r["path"]]
     assert sorted((r["records"], r["status"]) for r in refund_requests) == [(19, 201), (20, 201), (20, 400)]
     rejected = [json.loads(line) for line in (tmp_path / "rejected-refunds.jsonl").read_text().splitlines()]
-    assert [(r["id"], r["line"]) for r in rejected] == [(refunds[7]["id"], 8)]
+    assert [(r["id"], r["line"], r["rejected_by"]) for r in rejected] == [(refunds[7]["id"], 8, "klar")]
     assert rejected[0]["record"]["createdAt"] == "yesterday"
 
 
