@@ -16,6 +16,7 @@ even validating them.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -50,6 +51,8 @@ __all__ = ["EngineResult", "EngineSettings", "UploadEngine", "UploadMode"]
 
 #: How often (seconds) a thread waiting for batches looks at the stop event.
 _POLL = 0.2
+#: A position no source reaches.
+_NEVER = sys.maxsize
 
 
 @dataclass
@@ -245,7 +248,12 @@ class UploadEngine:
         s = self.settings
         batcher = Batcher(s.batch_size, s.max_batch_bytes)
         prepare = make_preparer(self.validator, s.id_field)
-        confirmed, stopped = self.confirmed, self.stop.is_set
+        stopped = self.stop.is_set
+        # Positions earlier tries finished with, as a cursor: ordinals only grow, so one comparison per
+        # record suffices (self.confirmed itself grows during the run and is not consulted here).
+        earlier = [*self.confirmed.to_list(), [_NEVER, _NEVER]]
+        skip = 0
+        skip_from, skip_to = earlier[0]
         # The longest record that fits a request alone; longer ones are rejected, never sent.
         longest = s.max_batch_bytes - BODY_OVERHEAD - 1
         span = self._new_span(0)
@@ -253,9 +261,13 @@ class UploadEngine:
         for ordinal, src in enumerate(source):
             if stopped():
                 raise KlarError(f"The upload was stopped after reading {ordinal} records.")
-            if confirmed and ordinal in confirmed:
-                self._resumed += 1
-                continue
+            if ordinal >= skip_from:
+                while ordinal > skip_to:
+                    skip += 1
+                    skip_from, skip_to = earlier[skip]
+                if ordinal >= skip_from:
+                    self._resumed += 1
+                    continue
             prepared = prepare(src)
             encoded = prepared.encoded
             if encoded is not None and len(encoded) > longest:

@@ -347,3 +347,22 @@ def test_resume_with_batches_in_flight_counts_every_record_once() -> None:
     tally = result.tally
     assert (tally.records, tally.accepted, tally.rejected) == (200, 199, 1)
     assert result.resumed_records == len(confirmed_ids)
+
+
+def test_resume_skips_every_confirmed_range_even_with_gaps() -> None:
+    store = MemoryCheckpoint()
+    store.state = {
+        "format": 1,
+        "resource": "orders",
+        "api_version": "07.2025",
+        "mode": "upload",
+        "source": "records",
+        "confirmed": [[0, 9], [20, 29], [35, 35]],
+        "tally": {"records": 21, "accepted": 21, "batches": 3},
+    }
+    hook = FakeHook()
+    result = engine(hook, checkpoint=store, max_concurrency=1).run(iter_records(orders(40)))
+    expected = [f"ORD-{i}" for i in [*range(10, 20), *range(30, 35), *range(36, 40)]]
+    assert hook.sent_ids == expected
+    assert result.resumed_records == 21
+    assert (result.tally.records, result.tally.accepted, result.tally.batches) == (40, 40, 5)
