@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 
 class KlarError(AirflowException):
@@ -59,8 +59,12 @@ class KlarResponseError(_HttpStatusError):
     """Klar answered in a shape the provider cannot map to records; nothing is counted as accepted."""
 
 
-class KlarRejectedRecordsError(KlarError):
-    """More records were rejected than ``max_rejected`` allows; every valid record was still sent."""
+class KlarRejectedRecordsError(KlarError, AirflowFailException):
+    """More records were rejected than ``max_rejected`` allows; every valid record was still sent.
+
+    The task fails without retries: the same data would be rejected again. Fix the records listed in
+    the message (or raise ``max_rejected``) and clear the task.
+    """
 
 
 class KlarSubmissionFailedError(KlarError):

@@ -29,12 +29,16 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_klar.hooks.klar"]}],
+        "operators": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_klar.operators.klar"]}
+        ],
         "sensors": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_klar.sensors.klar"]}
         ],
         "triggers": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_klar.triggers.klar"]}
         ],
+        "extra-links": ["airflow_provider_klar.links.klar.KlarLink"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_klar.hooks.klar.KlarHook",

@@ -20,3 +20,14 @@ def test_http_status_survives_pickling(cls: type[KlarRequestError]) -> None:
     assert str(copy) == str(err)
     assert copy.http_status == 503
     assert isinstance(copy, KlarError)
+
+
+def test_too_many_rejections_fail_without_retries() -> None:
+    # Airflow skips the remaining retries for AirflowFailException: re-sending the same data would
+    # be rejected again, and would re-send every valid record too.
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from airflow_provider_klar.exceptions import KlarRejectedRecordsError
+
+    assert issubclass(KlarRejectedRecordsError, AirflowFailException)
+    assert issubclass(KlarRejectedRecordsError, KlarError)
