@@ -65,7 +65,11 @@ def iter_json_lines(stream: IO[bytes], source: str, start: int) -> Iterator[Sour
             try:
                 record = from_json(line, allow_inf_nan=False)
             except ValueError as exc:
-                record, problem = _parse_after_bom(line, exc) if number == 1 else (None, _reason(exc))
+                if number == 1 and line.startswith(_BOM):
+                    line = line[len(_BOM) :]  # noqa: PLW2901 (the rest of the loop uses the line without it)
+                    record, problem = _parse(line)
+                else:
+                    record, problem = None, _reason(exc)
                 if problem is not None:
                     yield SourceRecord(
                         position, source, number, None, f"line {number}: {problem}", _raw(line)
@@ -73,7 +77,9 @@ def iter_json_lines(stream: IO[bytes], source: str, start: int) -> Iterator[Sour
                     position += 1
                     continue
             if type(record) is dict:
-                yield SourceRecord(position, source, number, record)
+                # The line's own bytes travel along: when the validator proves the parsed dict is exactly
+                # what Klar gets, they are sent as they are instead of encoding the dict again.
+                yield SourceRecord(position, source, number, record, None, line)
             else:
                 problem = f"line {number}: expected a JSON object, got {json_type(record)}"
                 yield SourceRecord(position, source, number, None, problem, _raw(line))
@@ -82,14 +88,12 @@ def iter_json_lines(stream: IO[bytes], source: str, start: int) -> Iterator[Sour
         yield SourceRecord(position, source, number + 1, None, f"line {number + 1}: {_broken(exc)}")
 
 
-def _parse_after_bom(line: bytes, exc: ValueError) -> tuple[Any, str | None]:
-    """Parse the first line again without its byte order mark, if it has one."""
-    if line.startswith(_BOM):
-        try:
-            return from_json(line[len(_BOM) :], allow_inf_nan=False), None
-        except ValueError as again:
-            exc = again
-    return None, _reason(exc)
+def _parse(line: bytes) -> tuple[Any, str | None]:
+    """Parse one line; return the value, or ``None`` and why it is not JSON."""
+    try:
+        return from_json(line, allow_inf_nan=False), None
+    except ValueError as exc:
+        return None, _reason(exc)
 
 
 def _raw(line: bytes) -> str:

@@ -20,7 +20,9 @@ class SourceRecord:
         when malformed.
     :param error: Why the line could not be read, starting with where it is
         (``"line 17: invalid JSON: Expecting ',' delimiter at column 35"``); ``None`` when fine.
-    :param raw: For a malformed line, its text (cut to 10,000 characters) for the rejected file.
+    :param raw: For a malformed line, its text (cut to 10,000 characters) for the rejected file. For a
+        record read from a JSON Lines file, the line's bytes as read (byte order mark removed): the
+        upload sends them unchanged when validation proves ``record`` is exactly what Klar gets.
     """
 
     position: int
@@ -28,7 +30,7 @@ class SourceRecord:
     line: int | None
     record: Any
     error: str | None = None
-    raw: str | None = None
+    raw: str | bytes | None = None
 
     @property
     def ok(self) -> bool:

@@ -106,15 +106,16 @@ def make_preparer(validator: ValidatorLike | None, id_field: str) -> Callable[[S
     record that is not a JSON object and a value JSON cannot carry (``NaN``, a ``datetime`` without
     validation) are rejected with a reason rather than raised.
 
-    When the source hands over the record's original JSON text as ``raw`` bytes and the validator can
-    read JSON directly (``validate_json``), the bytes are validated and, when valid, sent unchanged.
+    A record read from a JSON Lines file carries its line's bytes (``raw``). When the validator hands
+    back the very dict it was given, it vouches that the dict is already exactly what Klar gets
+    (camelCase names only, JSON values only); the reader parsed that dict from those bytes, so the
+    bytes are sent unchanged and the record is not encoded again.
 
     :param validator: The models' validator for the resource and version, or ``None`` to skip validation.
     :param id_field: The field naming the record (``id``, or ``orderId`` for the cost resources).
     """
     # Looked up once per upload, not once per record.
     validate = validator.validate if validator is not None else None
-    validate_json = getattr(validator, "validate_json", None)
     encode_valid, encode_errors, prepared = _encode_valid, _ENCODE_ERRORS, PreparedRecord
 
     id_pattern = re.compile(rf'"{re.escape(id_field)}"\s*:\s*"([^"\\]{{1,200}})"')
@@ -126,24 +127,22 @@ def make_preparer(validator: ValidatorLike | None, id_field: str) -> Callable[[S
             found = id_pattern.search(raw_text) if isinstance(raw_text, str) else None
             error = FieldError("", f"Malformed record: {src.error}")
             return prepared(None, found.group(1) if found else None, (error,))
-        raw = getattr(src, "raw", None)
         if validate is not None:
-            if validate_json is not None and isinstance(raw, bytes):
-                checked: ValidatedLike = validate_json(raw)
-                if checked.record is not None and not checked.errors:
-                    return prepared(raw.strip(), checked.id, (), checked.warnings, checked.unknown_fields)
-            else:
-                checked = validate(src.record)
-            if checked.record is None or checked.errors:
+            checked = validate(src.record)
+            out = checked.record
+            if out is None or checked.errors:
                 errors = checked.errors or (FieldError("", "The models found the record invalid."),)
                 return prepared(None, checked.id, errors, checked.warnings, checked.unknown_fields)
+            raw = getattr(src, "raw", None)
+            if out is src.record and type(raw) is bytes:
+                return prepared(raw.strip(), checked.id, (), checked.warnings, checked.unknown_fields)
             try:
-                encoded = encode_valid(checked.record)
+                encoded = encode_valid(out)
             except encode_errors as err:
                 return prepared(None, checked.id, (FieldError("", f"Cannot be sent as JSON: {err}."),))
             return prepared(encoded, checked.id, (), checked.warnings, checked.unknown_fields)
-        if isinstance(raw, bytes):
-            return prepared(raw.strip(), _id_of(src.record, id_field))
+        # Unchecked records are encoded from the dict even when the line's bytes are at hand: only the
+        # encoder refuses numbers JSON cannot carry (1e400 reads as infinity), as Klar would.
         record = _plain(src.record)
         record_id = _id_of(record, id_field)
         if not isinstance(record, Mapping):

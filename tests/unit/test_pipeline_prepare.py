@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_klar.models import Order, RecordValidator, ValidatedRecord
+from airflow_provider_klar.models import Order, RecordValidator
 from airflow_provider_klar.sandbox.fake_data import fake_orders
 from airflow_provider_klar.upload.prepare import describe, prepare_record
 from airflow_provider_klar.upload.sources import SourceRecord
@@ -92,28 +92,25 @@ class RawSource:
     raw: bytes | None = None
 
 
-class JsonValidator:
-    """Stands in for the planned ``RecordValidator.validate_json``: validates the bytes it is given."""
-
-    def __init__(self) -> None:
-        self.seen: list[bytes] = []
-
-    def validate(self, record: Any) -> ValidatedRecord:
-        raise AssertionError("validate_json must be used when raw bytes are available")
-
-    def validate_json(self, raw: bytes) -> ValidatedRecord:
-        self.seen.append(raw)
-        return VALIDATOR.validate(json.loads(raw))
-
-
-def test_original_json_lines_bytes_are_validated_and_sent_unchanged_when_available() -> None:
+def test_original_json_lines_bytes_are_sent_unchanged_when_the_validator_returns_the_same_dict() -> None:
     order = next(fake_orders(1))
     raw = json.dumps(order, indent=None).encode() + b"\n"  # not compact: proves the bytes are reused
-    validator = JsonValidator()
-    prepared = prepare_record(RawSource(0, "/d/o.jsonl", 1, order, raw=raw), validator, "id")  # type: ignore[arg-type]
-    assert validator.seen == [raw]
+    prepared = prepare_record(RawSource(0, "/d/o.jsonl", 1, order, raw=raw), VALIDATOR, "id")  # type: ignore[arg-type]
     assert prepared.encoded == raw.strip()
     assert prepared.id == "ORD-0"
+
+
+def test_bytes_with_snake_case_names_are_not_sent_but_re_encoded_in_camel_case() -> None:
+    order = next(fake_orders(1))
+    order["payment_gateway_name"] = order.pop("paymentGatewayName")
+    raw = json.dumps(order).encode()
+    prepared = prepare_record(RawSource(0, "/d/o.jsonl", 1, order, raw=raw), VALIDATOR, "id")  # type: ignore[arg-type]
+    assert prepared.errors == ()
+    assert prepared.encoded is not None
+    assert prepared.encoded != raw
+    sent = json.loads(prepared.encoded)
+    assert "payment_gateway_name" not in sent
+    assert sent["paymentGatewayName"] == order["payment_gateway_name"]
 
 
 def test_labels_say_where_a_record_came_from() -> None:

@@ -1,0 +1,254 @@
+"""The JSON Lines fast path: a line the validator proves exact is sent as its own bytes, not re-encoded.
+
+Whatever the line holds, the fast path (the reader hands over the line's bytes) and the slow path (the
+same records without them) must agree on every accepted and rejected record, every error and warning,
+and on what Klar receives.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import gc
+import io
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_klar.models import RecordValidator
+from airflow_provider_klar.results import KlarBatchResult, OutcomeState, RecordOutcome
+from airflow_provider_klar.sandbox.fake_data import fake_orders
+from airflow_provider_klar.upload import prepare as prepare_module
+from airflow_provider_klar.upload._json import iter_json_lines
+from airflow_provider_klar.upload._record import SourceRecord
+from airflow_provider_klar.upload.accounting import Rejection
+from airflow_provider_klar.upload.engine import EngineSettings, UploadEngine
+from airflow_provider_klar.upload.prepare import PreparedRecord, make_preparer
+from airflow_provider_klar.upload.sources import iter_path
+
+
+def _order(version: str, n: int) -> dict[str, Any]:
+    return next(fake_orders(1, seed=3, version=version, start=n))
+
+
+def mixed_lines(version: str) -> list[bytes]:
+    """One line of each kind a real file may hold, for orders of ``version``."""
+    lines: list[bytes] = []
+
+    def add(record: Any, **dumps: Any) -> None:
+        lines.append(json.dumps(record, **dumps).encode())
+
+    plain = _order(version, 0)
+    add(plain)  # valid, json.dumps' default spacing
+    add(_order(version, 1), separators=(",", ":"))  # valid, compact
+    add(_order(version, 2), indent=None, ensure_ascii=True)
+    umlaut = _order(version, 3)
+    umlaut["orderName"] = "Bestellung für Jürgen \u2028 😀"
+    add(umlaut, ensure_ascii=False)  # valid, raw UTF-8 and a line separator inside a string
+    snake = _order(version, 4)
+    snake["payment_gateway_name"] = snake.pop("paymentGatewayName")
+    add(snake)  # valid once renamed: must reach Klar in camelCase
+    unknown = _order(version, 5)
+    unknown["note"] = "gift"
+    unknown["lineItems"][0]["foo"] = {"bar": [1, 2.5, None]}
+    add(unknown)  # valid, unknown fields reported and kept
+    both = _order(version, 6)
+    both["customer_note"] = "x"
+    both["order_name"] = both.pop("orderName")
+    add(both)  # snake_case name and an unknown field with an underscore
+    bad_rate = _order(version, 7)
+    bad_rate["lineItems"][0]["taxes"][0]["taxRate"] = "19%"
+    add(bad_rate)  # invalid value
+    bad_many = _order(version, 8)
+    bad_many["createdAt"] = -5
+    bad_many["currencyCodeIso3Letter"] = "EURO"
+    del bad_many["lineItems"][0]["quantity"]
+    add(bad_many)  # several errors
+    pitfall = _order(version, 9)
+    pitfall["lineItems"][0]["totalAmountAfterTaxesAndDiscounts"] += 50
+    add(pitfall)  # valid with a pitfall warning (an error when strict)
+    lines.append(b'{"id": "ORD-CUT", "createdAt": ')  # malformed, cut short
+    lines.append(b"[1, 2]")  # not an object
+    lines.append(b'{"id": "ORD-NAN", "createdAt": NaN}')  # not JSON
+    huge = _order(version, 10)
+    lines.append(json.dumps(huge)[:-1].encode() + b', "extra": 1e400}')  # reads as infinity
+    bundle = _order(version, 11)
+    bundle["lineItems"][0]["bundledProducts"] = [copy.deepcopy(bundle["lineItems"][0])]
+    add(bundle)  # bundles: fine in 07.2025, an error in 12.2022
+    null_id = _order(version, 12)
+    null_id["orderNumber"] = None
+    add(null_id)  # null where Klar wants a value or nothing
+    add(_order(version, 13), indent=1)  # valid, but spread over lines: every line is malformed
+    lines.append(b"   ")  # blank: skipped
+    add(_order(version, 14))
+    return lines
+
+
+def _read(data: bytes) -> list[Any]:
+    return list(iter_json_lines(io.BytesIO(data), "/d/o.jsonl", 0))
+
+
+def _without_raw(records: list[Any]) -> list[Any]:
+    # The slow path: the same records as before the fast path existed (malformed lines keep their text).
+    return [r if isinstance(r.raw, str) else dataclasses.replace(r, raw=None) for r in records]
+
+
+def _decoded(prepared: PreparedRecord) -> Any:
+    return None if prepared.encoded is None else json.loads(prepared.encoded)
+
+
+CASES = [("07.2025", False), ("12.2022", False), ("07.2025", True)]
+
+
+@pytest.mark.parametrize(("version", "strict"), CASES)
+def test_fast_and_slow_paths_prepare_the_same_outcomes(version: str, strict: bool) -> None:
+    data = b"\n".join(mixed_lines(version)) + b"\n"
+    validator = RecordValidator("orders", version, strict=strict)
+    fast_records = _read(data)
+    slow_records = _without_raw(_read(data))
+    assert any(isinstance(r.raw, bytes) for r in fast_records)
+    assert not any(isinstance(r.raw, bytes) for r in slow_records)
+    prepare = make_preparer(validator, "id")
+    fast = [prepare(r) for r in fast_records]
+    slow = [prepare(r) for r in slow_records]
+    assert len(fast) == len(slow) > 20
+    for one, other in zip(fast, slow, strict=True):
+        assert (one.encoded is None) == (other.encoded is None)
+        assert one.id == other.id
+        assert one.errors == other.errors
+        assert one.warnings == other.warnings
+        assert one.unknown_fields == other.unknown_fields
+        assert _decoded(one) == _decoded(other)
+    # The mix covers what it claims: sent and refused records, warnings, unknown fields, malformed lines.
+    assert sum(p.encoded is not None for p in fast) >= 6
+    assert sum(p.encoded is None for p in fast) >= 8
+    assert any(p.unknown_fields for p in fast)
+    assert any("Malformed record" in e.message for p in fast for e in p.errors)
+    if strict:
+        assert any("order ORD-9" in e.message for p in fast for e in p.errors)
+    else:
+        assert any("order ORD-9" in w.message for p in fast for w in p.warnings)
+    # Nothing Klar receives carries a snake_case name the models know.
+    for p in fast:
+        if p.encoded is not None:
+            assert b'"payment_gateway_name"' not in p.encoded
+            assert b'"order_name"' not in p.encoded
+
+
+class RecordingSender:
+    """Accepts every record and keeps the bytes sent (thread-safe enough: list.append is atomic)."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def upload(
+        self, resource: str, records: Sequence[Mapping[str, Any]], *, encoded: Sequence[bytes] | None = None
+    ) -> KlarBatchResult:
+        assert encoded is not None
+        self.sent.extend(encoded)
+        outcomes = tuple(RecordOutcome(i, r.get("id"), OutcomeState.ACCEPTED) for i, r in enumerate(records))
+        return KlarBatchResult(resource, "07.2025", "upload", 201, outcomes)
+
+    validate = upload
+
+
+def _upload(records: list[Any], version: str) -> tuple[list[Any], list[Rejection], Any]:
+    sender = RecordingSender()
+    rejected: list[Rejection] = []
+    settings = EngineSettings(resource="orders", api_version=version, batch_size=4, max_concurrency=2)
+    engine = UploadEngine(
+        settings, sender, validator=RecordValidator("orders", version), on_rejected=rejected.append
+    )
+    result = engine.run(records)
+    return [json.loads(part) for part in sender.sent], rejected, result.tally
+
+
+@pytest.mark.parametrize("version", ["07.2025", "12.2022"])
+def test_an_upload_sends_and_rejects_the_same_whichever_path(version: str) -> None:
+    data = b"\n".join(mixed_lines(version)) + b"\n"
+    fast_sent, fast_rejected, fast_tally = _upload(_read(data), version)
+    slow_sent, slow_rejected, slow_tally = _upload(_without_raw(_read(data)), version)
+    # Batches may be answered in any order, so compare what was sent as a sorted list.
+    assert sorted(fast_sent, key=json.dumps) == sorted(slow_sent, key=json.dumps)
+    assert len(fast_sent) >= 6
+    # Spans finish in the order their batches are answered: compare by position.
+    assert sorted((r.ordinal, r.id, r.errors, str(r.record)) for r in fast_rejected) == sorted(
+        (r.ordinal, r.id, r.errors, str(r.record)) for r in slow_rejected
+    )
+    fast_state, slow_state = fast_tally.to_state(), slow_tally.to_state()
+    assert sorted(fast_state.pop("rejected_ids")) == sorted(slow_state.pop("rejected_ids"))
+    assert fast_state == slow_state
+    assert fast_tally.accepted == len(fast_sent)
+
+
+def test_plain_valid_lines_take_the_fast_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    encoded: list[Any] = []
+    real = prepare_module._encode_valid
+
+    def spy(record: Any) -> bytes:
+        encoded.append(record)
+        return real(record)
+
+    monkeypatch.setattr(prepare_module, "_encode_valid", spy)
+    lines = [json.dumps(o).encode() for o in fake_orders(30, seed=5)]
+    path = tmp_path / "orders.jsonl"
+    path.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    prepare = make_preparer(RecordValidator("orders", "07.2025"), "id")
+    prepared = [prepare(r) for r in iter_path(str(path))]
+    assert encoded == []  # no record was encoded again...
+    assert [p.encoded for p in prepared] == lines  # ...each went as its own line, byte for byte
+    # A line the validator must rewrite is encoded (the spy sees it), so the spy can see anything at all.
+    snake = next(fake_orders(1, seed=5))
+    snake["order_name"] = snake.pop("orderName")
+    (one,) = _read(json.dumps(snake).encode())
+    assert json.loads(prepare(one).encoded or b"null")["orderName"] == snake["order_name"]
+    assert len(encoded) == 1
+
+
+def test_a_byte_order_mark_is_not_part_of_the_bytes_sent() -> None:
+    order = next(fake_orders(1))
+    line = json.dumps(order).encode()
+    records = _read(b"\xef\xbb\xbf" + line + b"\n" + line + b"\n")
+    assert [r.raw for r in records] == [line + b"\n", line + b"\n"]
+    prepare = make_preparer(RecordValidator("orders", "07.2025"), "id")
+    assert [prepare(r).encoded for r in records] == [line, line]
+
+
+def test_unchecked_records_are_encoded_from_the_dict_not_sent_as_read() -> None:
+    # Without validation nothing proves the bytes: 1e400 would reach Klar; encoding refuses it.
+    (record,) = _read(b'{"id": "ORD-1", "x": 1e400}\n')
+    prepared = make_preparer(None, "id")(record)
+    assert prepared.encoded is None
+    assert "Cannot be sent as JSON" in prepared.errors[0].message
+    (record,) = _read(b'{"id":  "ORD-1" , "x": 1}\n')
+    assert make_preparer(None, "id")(record).encoded == b'{"id":"ORD-1","x":1}'
+
+
+def _orders(n: int) -> Iterator[Any]:
+    for i, order in enumerate(fake_orders(n)):
+        yield SourceRecord(i, "records", i, order)
+
+
+def test_an_upload_freezes_the_heap_only_while_it_runs_and_thaws_only_its_own_freeze() -> None:
+    settings = EngineSettings(resource="orders", api_version="07.2025", batch_size=2, max_concurrency=1)
+    seen: list[int] = []
+
+    class Sender(RecordingSender):
+        def upload(self, *args: Any, **kwargs: Any) -> KlarBatchResult:
+            seen.append(gc.get_freeze_count())
+            return super().upload(*args, **kwargs)
+
+    assert gc.get_freeze_count() == 0
+    UploadEngine(settings, Sender()).run(_orders(3))
+    assert seen
+    assert all(count > 0 for count in seen)
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # someone else (an executor) froze the heap before the task: it stays frozen
+    try:
+        UploadEngine(settings, Sender()).run(_orders(3))
+        assert gc.get_freeze_count() > 0  # (frozen objects may die meanwhile: the count is not fixed)
+    finally:
+        gc.unfreeze()
