@@ -13,7 +13,7 @@ def test_the_upload_benchmark_runs_and_reports_its_figures(capsys: pytest.Captur
     result = bench_upload.main(["--records", "300", "600", "--delay-ms", "1"])
 
     rows = result["rows"]
-    kinds = ["baseline", "engine", "engine-no-val", "bare-validate"]
+    kinds = ["baseline", "engine", "engine-no-val", "bare-validate", "bare-validate-json"]
     assert [(r["scenario"], r["records"]) for r in rows] == [(k, n) for n in (300, 600) for k in kinds]
     for row in rows:
         assert set(row) >= {"wall_s", "cpu_s", "peak_rss_mb", "records_per_s", "cpu_us_per_record"}
@@ -22,6 +22,7 @@ def test_the_upload_benchmark_runs_and_reports_its_figures(capsys: pytest.Captur
     assert set(result["ratios"]) == {
         "throughput_vs_baseline",
         "cpu_per_record_vs_bare_validation",
+        "cpu_per_record_vs_bare_validate_json",
         "engine_rss_growth_mb",
         "baseline_rss_growth_mb",
     }
