@@ -256,15 +256,15 @@ class UploadEngine:
     def _read(self, source: Iterable[SourceLike]) -> None:
         s = self.settings
         batcher = Batcher(s.batch_size, s.max_batch_bytes)
-        prepare = make_preparer(self.validator, s.id_field)
+        # The longest record that fits a request alone; longer ones are rejected, never sent.
+        longest = s.max_batch_bytes - BODY_OVERHEAD - 1
+        prepare = make_preparer(self.validator, s.id_field, max_raw=longest)
         stopped = self.stop.is_set
         # Positions earlier tries finished with, as a cursor: ordinals only grow, so one comparison per
         # record suffices (self.confirmed itself grows during the run and is not consulted here).
         earlier = [*self.confirmed.to_list(), [_NEVER, _NEVER]]
         skip = 0
         skip_from, skip_to = earlier[0]
-        # The longest record that fits a request alone; longer ones are rejected, never sent.
-        longest = s.max_batch_bytes - BODY_OVERHEAD - 1
         span = self._new_span(0)
         ordinal = -1
         for ordinal, src in enumerate(source):

@@ -98,7 +98,9 @@ def prepare_record(src: SourceLike, validator: ValidatorLike | None, id_field: s
     return make_preparer(validator, id_field)(src)
 
 
-def make_preparer(validator: ValidatorLike | None, id_field: str) -> Callable[[SourceLike], PreparedRecord]:
+def make_preparer(
+    validator: ValidatorLike | None, id_field: str, *, max_raw: int | None = None
+) -> Callable[[SourceLike], PreparedRecord]:
     """Return the per-record step for one upload: a source record in, what to send (or why not) out.
 
     With a validator, the models decide; a valid record is sent as the validator returns it (the original
@@ -113,6 +115,8 @@ def make_preparer(validator: ValidatorLike | None, id_field: str) -> Callable[[S
 
     :param validator: The models' validator for the resource and version, or ``None`` to skip validation.
     :param id_field: The field naming the record (``id``, or ``orderId`` for the cost resources).
+    :param max_raw: The longest line (in bytes) sent as read; a longer one is encoded compactly instead,
+        so that whitespace in the file never decides whether a record fits a request.
     """
     # Looked up once per upload, not once per record.
     validate = validator.validate if validator is not None else None
@@ -135,7 +139,9 @@ def make_preparer(validator: ValidatorLike | None, id_field: str) -> Callable[[S
                 return prepared(None, checked.id, errors, checked.warnings, checked.unknown_fields)
             raw = getattr(src, "raw", None)
             if out is src.record and type(raw) is bytes:
-                return prepared(raw.strip(), checked.id, (), checked.warnings, checked.unknown_fields)
+                line = raw.strip()
+                if max_raw is None or len(line) <= max_raw:
+                    return prepared(line, checked.id, (), checked.warnings, checked.unknown_fields)
             try:
                 encoded = encode_valid(out)
             except encode_errors as err:

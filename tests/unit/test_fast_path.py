@@ -252,3 +252,27 @@ def test_an_upload_freezes_the_heap_only_while_it_runs_and_thaws_only_its_own_fr
         assert gc.get_freeze_count() > 0  # (frozen objects may die meanwhile: the count is not fixed)
     finally:
         gc.unfreeze()
+
+
+def test_a_line_too_long_as_read_is_encoded_compactly_instead() -> None:
+    order = next(fake_orders(1))
+    compact = json.dumps(order, separators=(",", ":")).encode()
+    (record,) = _read(json.dumps(order, indent=None, separators=(",   ", ":   ")).encode())
+    prepare = make_preparer(RecordValidator("orders", "07.2025"), "id", max_raw=len(compact) + 10)
+    prepared = prepare(record)
+    assert prepared.encoded is not None
+    assert len(prepared.encoded) <= len(compact) + 10
+    assert json.loads(prepared.encoded) == order
+
+
+def test_an_upload_sends_a_record_that_fits_only_once_its_whitespace_is_gone() -> None:
+    order = next(fake_orders(1))
+    compact = json.dumps(order, separators=(",", ":")).encode()
+    records = _read(json.dumps(order, separators=(",   ", ":   ")).encode())
+    cap = len(compact) + 64
+    assert len(records[0].raw) > cap
+    sender = RecordingSender()
+    settings = EngineSettings(resource="orders", api_version="07.2025", max_batch_bytes=cap)
+    result = UploadEngine(settings, sender, validator=RecordValidator("orders", "07.2025")).run(records)
+    assert result.tally.accepted == 1
+    assert [json.loads(part) for part in sender.sent] == [order]
