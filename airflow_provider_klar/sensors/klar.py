@@ -31,8 +31,10 @@ from airflow_provider_klar.triggers.klar import KlarStatusTrigger, StatusState, 
 
 try:
     from airflow.sdk.exceptions import TaskDeferralTimeout
-except ImportError:  # Airflow 2
-    from airflow.exceptions import TaskDeferralTimeout  # type: ignore[no-redef]
+except ImportError:
+    # Airflow 2 has no TaskDeferralTimeout: a trigger that outlives its deferral timeout resumes the
+    # task with TaskDeferralError (which a crashed trigger raises too, so both count as a timeout there).
+    from airflow.exceptions import TaskDeferralError as TaskDeferralTimeout  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
