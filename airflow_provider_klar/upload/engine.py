@@ -15,7 +15,6 @@ even validating them.
 
 from __future__ import annotations
 
-import gc
 import logging
 import sys
 import threading
@@ -213,12 +212,6 @@ class UploadEngine:
         self._t0 = time.monotonic()
         self.load_checkpoint()
         self._pool = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="klar-upload")
-        # Inside a task the heap already holds Airflow, the DAG and its imports; every full collection
-        # the upload's allocations trigger would walk all of it again. Frozen objects are skipped (as
-        # Airflow's own executors do around forks); nothing frozen by someone else is thawed here.
-        thaw = gc.get_freeze_count() == 0
-        if thaw:
-            gc.freeze()
         try:
             self._read(source)
             while self._queue or self._in_flight:
@@ -232,8 +225,6 @@ class UploadEngine:
             raise
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
-            if thaw:
-                gc.unfreeze()
         finished = datetime.now(timezone.utc)
         return EngineResult(
             tally=self.tally,

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import gc
 import io
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from airflow_provider_klar.results import KlarBatchResult, OutcomeState, RecordO
 from airflow_provider_klar.sandbox.fake_data import fake_orders
 from airflow_provider_klar.upload import prepare as prepare_module
 from airflow_provider_klar.upload._json import iter_json_lines
-from airflow_provider_klar.upload._record import SourceRecord
 from airflow_provider_klar.upload.accounting import Rejection
 from airflow_provider_klar.upload.engine import EngineSettings, UploadEngine
 from airflow_provider_klar.upload.prepare import PreparedRecord, make_preparer
@@ -225,33 +223,6 @@ def test_unchecked_records_are_encoded_from_the_dict_not_sent_as_read() -> None:
     assert "Cannot be sent as JSON" in prepared.errors[0].message
     (record,) = _read(b'{"id":  "ORD-1" , "x": 1}\n')
     assert make_preparer(None, "id")(record).encoded == b'{"id":"ORD-1","x":1}'
-
-
-def _orders(n: int) -> Iterator[Any]:
-    for i, order in enumerate(fake_orders(n)):
-        yield SourceRecord(i, "records", i, order)
-
-
-def test_an_upload_freezes_the_heap_only_while_it_runs_and_thaws_only_its_own_freeze() -> None:
-    settings = EngineSettings(resource="orders", api_version="07.2025", batch_size=2, max_concurrency=1)
-    seen: list[int] = []
-
-    class Sender(RecordingSender):
-        def upload(self, *args: Any, **kwargs: Any) -> KlarBatchResult:
-            seen.append(gc.get_freeze_count())
-            return super().upload(*args, **kwargs)
-
-    assert gc.get_freeze_count() == 0
-    UploadEngine(settings, Sender()).run(_orders(3))
-    assert seen
-    assert all(count > 0 for count in seen)
-    assert gc.get_freeze_count() == 0
-    gc.freeze()  # someone else (an executor) froze the heap before the task: it stays frozen
-    try:
-        UploadEngine(settings, Sender()).run(_orders(3))
-        assert gc.get_freeze_count() > 0  # (frozen objects may die meanwhile: the count is not fixed)
-    finally:
-        gc.unfreeze()
 
 
 def test_a_line_too_long_as_read_is_encoded_compactly_instead() -> None:
