@@ -56,37 +56,55 @@ def iter_json_lines(stream: IO[bytes], source: str, start: int) -> Iterator[Sour
     position = start
     number = 0
     try:
-        # Iterating a binary file yields bytes lines at C speed. pydantic_core's parser (Rust, shipped
-        # with pydantic) reads a 2 KB order in about 60% of json.loads' time; it refuses NaN and
-        # Infinity, which are not JSON and which Klar cannot store. Caching only the keys (which repeat
-        # in every record) and not the values is about 10% faster than its default of caching both.
+        # Iterating a binary file yields bytes lines at C speed.
         for number, line in enumerate(stream, 1):
             if line.isspace():
                 continue
-            try:
-                record = from_json(line, allow_inf_nan=False, cache_strings="keys")
-            except ValueError as exc:
-                if number == 1 and line.startswith(_BOM):
-                    line = line[len(_BOM) :]  # noqa: PLW2901 (the rest of the loop uses the line without it)
-                    record, problem = _parse(line)
-                else:
-                    record, problem = None, _reason(exc)
-                if problem is not None:
-                    yield SourceRecord(
-                        position, source, number, None, f"line {number}: {problem}", _raw(line)
-                    )
-                    position += 1
-                    continue
-            if type(record) is dict:
-                # The line's own bytes travel along: when the validator proves the parsed dict is exactly
-                # what Klar gets, they are sent as they are instead of encoding the dict again.
-                yield SourceRecord(position, source, number, record, None, line)
-            else:
-                problem = f"line {number}: expected a JSON object, got {json_type(record)}"
-                yield SourceRecord(position, source, number, None, problem, _raw(line))
+            yield parse_json_line(line, number, position, source)
             position += 1
     except GZIP_ERRORS as exc:
-        yield SourceRecord(position, source, number + 1, None, f"line {number + 1}: {_broken(exc)}")
+        yield broken_stream(position, source, number, exc)
+
+
+def parse_json_line(line: bytes, number: int, position: int, source: str) -> SourceRecord:
+    """Read one non-blank line of a JSON Lines file (the step :func:`iter_json_lines` takes per line).
+
+    :param line: The line's bytes as read.
+    :param number: Its 1-based line number in the file.
+    :param position: Its position in the whole source.
+    :param source: The file's display name.
+    """
+    # pydantic_core's parser (Rust, shipped with pydantic) reads a 2 KB order in about 60% of
+    # json.loads' time; it refuses NaN and Infinity, which are not JSON and which Klar cannot store.
+    # Caching only the keys (which repeat in every record) and not the values is about 10% faster
+    # than its default of caching both.
+    try:
+        record = from_json(line, allow_inf_nan=False, cache_strings="keys")
+    except ValueError as exc:
+        if number == 1 and line.startswith(_BOM):
+            line = line[len(_BOM) :]
+            record, problem = _parse(line)
+        else:
+            record, problem = None, _reason(exc)
+        if problem is not None:
+            return SourceRecord(position, source, number, None, f"line {number}: {problem}", _raw(line))
+    if type(record) is dict:
+        # The line's own bytes travel along: when the validator proves the parsed dict is exactly
+        # what Klar gets, they are sent as they are instead of encoding the dict again.
+        return SourceRecord(position, source, number, record, None, line)
+    problem = f"line {number}: expected a JSON object, got {json_type(record)}"
+    return SourceRecord(position, source, number, None, problem, _raw(line))
+
+
+def broken_stream(position: int, source: str, number: int, exc: BaseException) -> SourceRecord:
+    """Return the error record for a compressed stream that broke after line ``number``.
+
+    :param position: The position the next record would have had.
+    :param source: The file's display name.
+    :param number: The number of the last line read whole (0 when none was).
+    :param exc: The decompression error.
+    """
+    return SourceRecord(position, source, number + 1, None, f"line {number + 1}: {_broken(exc)}")
 
 
 def _parse(line: bytes) -> tuple[Any, str | None]:

@@ -35,7 +35,7 @@ from airflow_provider_klar.upload.batching import (
     Batcher,
     BatchItem,
 )
-from airflow_provider_klar.upload.prepare import SourceLike, ValidatorLike, make_preparer
+from airflow_provider_klar.upload.prepare import PreparedRecord, SourceLike, ValidatorLike, make_preparer
 from airflow_provider_klar.upload.ranges import PositionRanges
 from airflow_provider_klar.upload.settings import (
     CHECKPOINT_FORMAT,
@@ -246,10 +246,27 @@ class UploadEngine:
 
     def _read(self, source: Iterable[SourceLike]) -> None:
         s = self.settings
-        batcher = Batcher(s.batch_size, s.max_batch_bytes)
         # The longest record that fits a request alone; longer ones are rejected, never sent.
         longest = s.max_batch_bytes - BODY_OVERHEAD - 1
         prepare = make_preparer(self.validator, s.id_field, max_raw=longest)
+        if s.validation_workers > 1:
+            from airflow_provider_klar.upload.parallel import open_parallel, prepared_of
+
+            # Worker processes run the same per-record step on chunks of lines, in source order.
+            reader = open_parallel(
+                source, s.validation_workers, prepare, self.confirmed.to_list(), stop=self.stop, log=self.log
+            )
+            if reader is not None:
+                with reader:
+                    self._read_records(reader, prepared_of, longest)
+                return
+        self._read_records(source, prepare, longest)
+
+    def _read_records(
+        self, source: Iterable[SourceLike], prepare: Callable[[Any], PreparedRecord], longest: int
+    ) -> None:
+        s = self.settings
+        batcher = Batcher(s.batch_size, s.max_batch_bytes)
         stopped = self.stop.is_set
         # Positions earlier tries finished with, as a cursor: ordinals only grow, so one comparison per
         # record suffices (self.confirmed itself grows during the run and is not consulted here).

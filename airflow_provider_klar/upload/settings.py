@@ -75,6 +75,8 @@ class EngineSettings:
     :param source_key: Identifies the source (the path, or ``records``); a checkpoint of another source
         is not used.
     :param checkpoint_interval: Least seconds between checkpoint saves.
+    :param validation_workers: Processes that parse, validate and encode the records of JSON Lines
+        files (see :mod:`.parallel`); 1 does it in the calling thread.
     """
 
     resource: str
@@ -86,8 +88,13 @@ class EngineSettings:
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     source_key: str = "records"
     checkpoint_interval: float = CHECKPOINT_INTERVAL
+    validation_workers: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.validation_workers, bool) or not isinstance(self.validation_workers, int):
+            raise ValueError(f"validation_workers must be an integer, got {self.validation_workers!r}.")
+        if not 1 <= self.validation_workers <= 32:
+            raise ValueError(f"validation_workers must be from 1 to 32, got {self.validation_workers}.")
         if isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int):
             raise ValueError(f"max_concurrency must be an integer, got {self.max_concurrency!r}.")
         if not 1 <= self.max_concurrency <= 32:

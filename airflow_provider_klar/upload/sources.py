@@ -343,6 +343,22 @@ class FileSource(Iterator[SourceRecord]):
         """Stop reading and close the open file, if any."""
         self._records.close()
 
+    @property
+    def formats(self) -> set[str]:
+        """The formats of the files (``jsonl``, ``json``, ``csv``)."""
+        return {fmt for _, fmt, _, _ in self._plan}
+
+    def iter_streams(self) -> Iterator[tuple[str, IO[bytes]]]:
+        """Yield each file's display name and its open binary stream (decompressed), one after the other.
+
+        For readers that split the lines themselves (the parallel validation of JSON Lines files); each
+        stream is closed when the next one is asked for. Use either this or the records, not both.
+        """
+        for path, _, gzipped, _ in self._plan:
+            with _open(path) as stream:
+                body: IO[bytes] = gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream  # type: ignore[assignment]
+                yield display_name(path), body
+
 
 def iter_path(
     path: str | os.PathLike[str] | Any,

@@ -1,0 +1,282 @@
+"""Parallel validation: worker processes parse, check and encode the lines of JSON Lines files.
+
+An upload of a large file is bound by one core: parsing, validating and encoding each record takes
+most of the time of the thread that reads the source. With ``validation_workers`` of 2 or more, that
+thread only splits the files into chunks of lines; forked worker processes run the very per-record
+step of the in-process path (:func:`~airflow_provider_klar.upload.prepare.make_preparer` on the record
+:func:`~airflow_provider_klar.upload._json.parse_json_line` reads) on each chunk, and the results come
+back in source order, so positions, checkpoints, rejected records and counts are exactly those of the
+in-process path. At most ``2 x workers`` chunks are out at once, so memory stays bounded.
+
+The workers are forked (their validator is the parent's, inherited, never pickled), so this is offered
+only where ``fork`` is available and safe (Linux); they never log and never touch the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import sys
+import threading
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from multiprocessing.pool import AsyncResult, Pool
+from typing import Any
+
+from airflow_provider_klar.exceptions import KlarError
+from airflow_provider_klar.upload._json import GZIP_ERRORS, broken_stream, parse_json_line
+from airflow_provider_klar.upload.prepare import PreparedRecord
+from airflow_provider_klar.upload.settings import LogLike
+
+__all__ = ["CHUNK_LINES", "ParallelReader", "ReadyRecord", "open_parallel", "prepared_of"]
+
+#: Lines per chunk handed to a worker: enough that handing over costs little per record, few enough
+#: that the first batch is not held up.
+CHUNK_LINES = 500
+#: How often (seconds) the reader, waiting for a chunk, looks at the stop event and the workers.
+_POLL = 0.2
+
+Prepare = Callable[[Any], PreparedRecord]
+
+
+@dataclass(slots=True)
+class ReadyRecord:
+    """A source record that comes with its per-record result already computed (by a worker).
+
+    It has the attributes of :class:`~airflow_provider_klar.upload.sources.SourceRecord`; ``prepared``
+    is ``None`` only for positions an earlier try finished with (the engine skips them unprepared).
+    """
+
+    position: int
+    source: str
+    line: int | None
+    record: Any
+    error: str | None
+    raw: str | bytes | None
+    prepared: PreparedRecord | None
+
+
+def prepared_of(src: ReadyRecord) -> PreparedRecord:
+    """Return the result a worker computed for ``src`` (the engine's per-record step with workers).
+
+    :param src: A record the :class:`ParallelReader` yielded.
+    """
+    assert src.prepared is not None
+    return src.prepared
+
+
+# -- in the workers -----------------------------------------------------------------------------------
+
+_prepare: Prepare | None = None
+_starts: list[int] = []
+_ends: list[int] = []
+
+
+def _init(prepare: Prepare, starts: list[int], ends: list[int]) -> None:
+    """Set a forked worker up: its per-record step (inherited, not pickled), no signal handlers, no logs."""
+    global _prepare, _starts, _ends
+    _prepare, _starts, _ends = prepare, starts, ends
+    # The parent's handlers (Airflow's SIGTERM handler calls on_kill) must not run in a worker: the
+    # parent stops the workers itself, and Ctrl-C is the parent's to handle.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The inherited handlers write to the task's log; a worker has nothing to say there.
+    logging.disable(logging.CRITICAL)
+
+
+def _work(source: str, start: int, lines: list[tuple[int, bytes]]) -> list[Any]:
+    """Read and prepare one chunk; return one small result per line (see :meth:`ParallelReader._collect`)."""
+    prepare, starts, ends = _prepare, _starts, _ends
+    assert prepare is not None
+    out: list[Any] = []
+    for offset, (number, line) in enumerate(lines):
+        position = start + offset
+        if starts:
+            i = bisect_right(starts, position) - 1
+            if i >= 0 and position <= ends[i]:
+                out.append(None)
+                continue
+        src = parse_json_line(line, number, position, source)
+        prepared = prepare(src)
+        encoded = prepared.encoded
+        if encoded is not None and encoded == line.strip():
+            # Sent as read: the parent has the bytes, so only the rest travels back.
+            out.append((prepared.id, prepared.warnings, prepared.unknown_fields))
+        else:
+            out.append((src.record, src.error, src.raw, prepared))
+    return out
+
+
+# -- in the reading thread ----------------------------------------------------------------------------
+
+
+def fork_available() -> bool:
+    """Whether worker processes can be forked safely here (Linux; macOS's system libraries forbid it)."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def open_parallel(
+    source: Any,
+    workers: int,
+    prepare: Prepare,
+    confirmed: list[list[int]],
+    *,
+    stop: threading.Event,
+    log: LogLike,
+) -> ParallelReader | None:
+    """Start ``workers`` processes reading ``source``; ``None`` (having logged why) when that cannot be.
+
+    :param source: The engine's source; only a :class:`~airflow_provider_klar.upload.sources.FileSource`
+        of JSON Lines files can be read in parallel.
+    :param workers: How many worker processes.
+    :param prepare: The per-record step (from ``make_preparer``); the workers inherit it.
+    :param confirmed: Positions earlier tries finished with, as ``[start, end]`` ranges: not prepared.
+    :param stop: Set when the upload must stop.
+    :param log: Where to say why the in-process path is used instead.
+    """
+    from airflow_provider_klar.upload.sources import FileSource
+
+    if not isinstance(source, FileSource) or source.formats != {"jsonl"}:
+        log.info(
+            "validation_workers=%d applies to JSON Lines files only; validating in the task's process.",
+            workers,
+        )
+        return None
+    if not fork_available():
+        log.warning(
+            "validation_workers=%d needs worker processes started by fork, which %s does not offer; "
+            "validating in the task's process.",
+            workers,
+            sys.platform,
+        )
+        return None
+    try:
+        context = multiprocessing.get_context("fork")
+        starts = [start for start, _ in confirmed]
+        ends = [end for _, end in confirmed]
+        pool = context.Pool(workers, initializer=_init, initargs=(prepare, starts, ends))
+    except Exception as err:  # (OSError, ValueError...) the in-process path still works
+        log.warning(
+            "Could not start %d validation workers (%s); validating in the task's process.", workers, err
+        )
+        return None
+    log.info("Checking the records in %d worker processes.", workers)
+    return ParallelReader(source, pool, workers, prepare, stop)
+
+
+class ParallelReader:
+    """The records of a JSON Lines :class:`FileSource`, prepared by a pool of workers, in source order.
+
+    Iterate it once; :meth:`close` it (also when iteration stopped early) to stop the workers.
+
+    :param source: The files.
+    :param pool: The started worker pool (see :func:`open_parallel`).
+    :param workers: Its size.
+    :param prepare: The per-record step, for the rare record read in this process (a broken gzip stream).
+    :param stop: Set when the upload must stop.
+    """
+
+    def __init__(
+        self, source: Any, pool: Pool, workers: int, prepare: Prepare, stop: threading.Event
+    ) -> None:
+        self._source = source
+        self._pool: Pool | None = pool
+        # Worker processes never end by themselves while the pool lives: one that did has crashed.
+        self._processes: list[Any] = list(getattr(pool, "_pool", []))
+        self._limit = 2 * workers
+        self._prepare = prepare
+        self._stop = stop
+        self._records: Generator[ReadyRecord, None, None] = self._read()
+
+    def __iter__(self) -> Iterator[ReadyRecord]:
+        return self._records
+
+    def __enter__(self) -> ParallelReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading and end the workers (at once if records are left); idempotent."""
+        self._records.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+    def _read(self) -> Generator[ReadyRecord, None, None]:
+        pending: deque[tuple[str, int, list[tuple[int, bytes]], Any]] = deque()
+        limit = self._limit
+        position = 0
+        for name, stream in self._source.iter_streams():
+            chunk: list[tuple[int, bytes]] = []
+            start = position
+            number = 0
+            broken = None
+            try:
+                for number, line in enumerate(stream, 1):
+                    if line.isspace():
+                        continue
+                    chunk.append((number, line))
+                    position += 1
+                    if len(chunk) == CHUNK_LINES:
+                        pending.append((name, start, chunk, self._submit(name, start, chunk)))
+                        chunk, start = [], position
+                        while len(pending) >= limit:
+                            yield from self._collect(*pending.popleft())
+            except GZIP_ERRORS as exc:
+                broken = broken_stream(position, name, number, exc)
+            if chunk:
+                pending.append((name, start, chunk, self._submit(name, start, chunk)))
+            if broken is not None:
+                ready = ReadyRecord(
+                    position, name, broken.line, None, broken.error, None, self._prepare(broken)
+                )
+                pending.append((name, position, [], [ready]))
+                position += 1
+        while pending:
+            yield from self._collect(*pending.popleft())
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+    def _submit(self, name: str, start: int, chunk: list[tuple[int, bytes]]) -> AsyncResult[list[Any]]:
+        assert self._pool is not None
+        return self._pool.apply_async(_work, (name, start, chunk))
+
+    def _wait(self, result: AsyncResult[list[Any]]) -> list[Any]:
+        while True:
+            try:
+                return result.get(timeout=_POLL)
+            except multiprocessing.TimeoutError:
+                if self._stop.is_set():
+                    raise KlarError("The upload was stopped while records were being validated.") from None
+                dead = [p.exitcode for p in self._processes if p.exitcode is not None]
+                if dead:
+                    raise KlarError(
+                        f"A validation worker process ended unexpectedly (exit code {dead[0]}); "
+                        "retry the task, or set validation_workers=1."
+                    ) from None
+
+    def _collect(
+        self, name: str, start: int, chunk: list[tuple[int, bytes]], result: Any
+    ) -> Iterator[ReadyRecord]:
+        if isinstance(result, list):  # read in this process
+            yield from result
+            return
+        for offset, item in enumerate(self._wait(result)):
+            number, line = chunk[offset]
+            position = start + offset
+            if item is None:  # finished by an earlier try
+                yield ReadyRecord(position, name, number, None, None, None, None)
+            elif len(item) == 3:
+                prepared = PreparedRecord(line.strip(), item[0], (), item[1], item[2])
+                yield ReadyRecord(position, name, number, None, None, line, prepared)
+            else:
+                record, error, raw, prepared = item
+                yield ReadyRecord(position, name, number, record, error, raw, prepared)

@@ -1,0 +1,227 @@
+"""Parallel validation (``validation_workers``): the same outcomes as in one process, in order, no leftovers.
+
+Every comparison runs the engine twice on the same JSON Lines files, once in the task's process and once
+with two forked workers, and requires the same batches, rejections (position, file, line, id, errors,
+record), counts and warnings.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import multiprocessing
+import threading
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from airflow_provider_klar.exceptions import KlarAuthError, KlarError, KlarTransientError
+from airflow_provider_klar.models import RecordValidator
+from airflow_provider_klar.upload import parallel
+from airflow_provider_klar.upload.accounting import Rejection
+from airflow_provider_klar.upload.engine import EngineSettings, UploadEngine
+from airflow_provider_klar.upload.prepare import make_preparer
+from airflow_provider_klar.upload.sources import iter_path, iter_records
+from tests.unit.test_fast_path import mixed_lines
+from tests.unit.test_pipeline import FakeHook, MemoryCheckpoint
+
+pytestmark = pytest.mark.skipif(not parallel.fork_available(), reason="worker processes need fork")
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small chunks so that a few dozen lines make many chunks, several in flight at once.
+    monkeypatch.setattr(parallel, "CHUNK_LINES", 7)
+
+
+def no_children() -> bool:
+    return not multiprocessing.active_children() and not psutil.Process().children(recursive=True)
+
+
+def write_mixed(folder: Path) -> Path:
+    """Two JSON Lines files (one gzipped) of every kind of line, with records Klar refuses (``bad``)."""
+    folder.mkdir()
+    lines = mixed_lines("07.2025")
+    refused = json.loads(lines[0])
+    refused["id"], refused["bad"] = "ORD-REFUSED", True  # valid locally, refused by the fake Klar
+    first = [*lines, json.dumps(refused).encode(), b"", *lines[:5]]
+    (folder / "a.jsonl").write_bytes(b"\n".join(first * 3) + b"\n")
+    (folder / "b.jsonl.gz").write_bytes(gzip.compress(b"\r\n".join(lines[::-1]) + b"\r\n"))
+    return folder
+
+
+class Run:
+    """One engine run over ``path``; keeps what was sent, rejected and counted."""
+
+    def __init__(self, path: Path, workers: int, *, hook: FakeHook | None = None, **kw: Any) -> None:
+        self.hook = hook or FakeHook(status=400)
+        self.rejected: list[Rejection] = []
+        self.log = logging.getLogger(f"test.parallel.{workers}")
+        settings = EngineSettings(
+            resource="orders",
+            api_version="07.2025",
+            batch_size=kw.pop("batch_size", 5),
+            # One batch in flight: spans then finish in source order, so even the lists kept in the order
+            # batches are answered (the first errors, the first rejected ids) must be equal.
+            max_concurrency=kw.pop("max_concurrency", 1),
+            validation_workers=workers,
+        )
+        self.engine = UploadEngine(
+            settings,
+            self.hook,
+            validator=RecordValidator("orders", "07.2025"),
+            on_rejected=self.rejected.append,
+            log=self.log,
+            **kw,
+        )
+        self.path = path
+
+    def run(self) -> Any:
+        return self.engine.run(iter_path(self.path, resource="orders"))
+
+    def outcome(self) -> dict[str, Any]:
+        return {
+            "sent": self.hook.calls,
+            "rejected": [
+                (r.ordinal, r.source, r.line, r.id, r.errors, r.origin, str(r.record)) for r in self.rejected
+            ],
+            "tally": self.engine.tally.to_state(),
+            "warnings": sorted(self.engine.tally.warnings.messages()),
+        }
+
+
+def test_two_workers_give_the_same_outcomes_as_one_process(tmp_path: Path) -> None:
+    folder = write_mixed(tmp_path / "data")
+    one, two = Run(folder, 1), Run(folder, 2)
+    one.run()
+    two.run()
+    assert two.outcome() == one.outcome()
+    # The comparison covers every kind of outcome.
+    outcome = one.outcome()
+    origins = {r[5].value for r in outcome["rejected"]}
+    assert origins == {"local", "klar"}
+    assert any("Malformed record" in str(r[4]) for r in outcome["rejected"])
+    assert any(r[1].endswith("b.jsonl.gz") for r in outcome["rejected"])
+    assert outcome["warnings"]
+    assert outcome["tally"]["accepted"] > 30
+    assert no_children()
+
+
+def test_records_come_back_in_source_order_with_the_in_process_results(tmp_path: Path) -> None:
+    folder = write_mixed(tmp_path / "data")
+    validator = RecordValidator("orders", "07.2025")
+    prepare = make_preparer(validator, "id", max_raw=5_000_000)
+    expected = [(r.position, r.source, r.line, prepare(r)) for r in iter_path(folder)]
+    reader = parallel.open_parallel(
+        iter_path(folder), 2, prepare, [], stop=threading.Event(), log=logging.getLogger("t")
+    )
+    assert reader is not None
+    with reader:
+        got = [(r.position, r.source, r.line, r.prepared) for r in reader]
+    assert got == expected
+    assert [g[0] for g in got] == list(range(len(expected)))
+    assert no_children()
+
+
+def test_a_retry_with_workers_resumes_from_the_checkpoint_as_in_one_process(tmp_path: Path) -> None:
+    folder = write_mixed(tmp_path / "data")
+    whole = Run(folder, 1)
+    whole.run()
+    outcomes = []
+    for workers in (1, 2):
+        store = MemoryCheckpoint()
+        failing = FakeHook(status=400, fail_on={6: KlarTransientError("Klar answered 503 five times.")})
+        first = Run(folder, workers, hook=failing, checkpoint=store)
+        with pytest.raises(KlarTransientError):
+            first.run()
+        assert no_children()
+        assert store.state is not None
+        confirmed = store.state["confirmed"]
+        second = Run(folder, workers, checkpoint=store)
+        result = second.run()
+        assert result.resumed_records == sum(b - a + 1 for a, b in confirmed) > 0
+        # Both tries together account for every record exactly once.
+        assert result.tally.records == whole.engine.tally.records
+        assert (result.tally.accepted, result.tally.rejected) == (
+            whole.engine.tally.accepted,
+            whole.engine.tally.rejected,
+        )
+        outcomes.append((confirmed, first.outcome(), second.outcome()))
+    assert outcomes[1] == outcomes[0]
+    assert no_children()
+
+
+def test_a_fatal_error_ends_the_workers(tmp_path: Path) -> None:
+    folder = write_mixed(tmp_path / "data")
+    hook = FakeHook(fail_on={1: KlarAuthError("Klar answered 401: check the token of klar_default.")})
+    with pytest.raises(KlarAuthError, match="401"):
+        Run(folder, 2, hook=hook).run()
+    assert no_children()
+
+
+def test_stopping_from_another_thread_ends_the_workers(tmp_path: Path) -> None:
+    folder = write_mixed(tmp_path / "data")
+    stop = threading.Event()
+    hook = FakeHook()
+    # What on_kill does: set the stop event while batches are being sent.
+    hook.on_call = lambda number: stop.set() if number == 2 else None
+    with pytest.raises(KlarError, match="stopped"):
+        Run(folder, 2, hook=hook, stop=stop).run()
+    assert no_children()
+
+
+def test_sources_other_than_json_lines_files_use_the_in_process_path(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = EngineSettings(resource="orders", api_version="07.2025", batch_size=5, validation_workers=2)
+    hook = FakeHook()
+    records = [json.loads(line) for line in mixed_lines("07.2025")[:3]]
+    with caplog.at_level(logging.INFO):
+        result = UploadEngine(settings, hook, validator=RecordValidator("orders", "07.2025")).run(
+            iter_records(records)
+        )
+    assert result.tally.accepted == 3
+    assert "applies to JSON Lines files only" in caplog.text
+
+
+@pytest.mark.parametrize("broken", ["no fork", "pool fails"])
+def test_without_workers_the_upload_falls_back_with_a_warning(
+    broken: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = write_mixed(tmp_path / "data")
+    one = Run(folder, 1)
+    one.run()
+    if broken == "no fork":
+        monkeypatch.setattr(parallel, "fork_available", lambda: False)
+    else:
+
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise OSError("Resource temporarily unavailable")
+
+        monkeypatch.setattr(multiprocessing.context.ForkContext, "Pool", refuse)
+    two = Run(folder, 2)
+    with caplog.at_level(logging.WARNING):
+        two.run()
+    assert "validating in the task's process" in caplog.text
+    assert two.outcome() == one.outcome()
+
+
+def test_a_gzip_file_cut_short_is_reported_at_the_same_place(tmp_path: Path) -> None:
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    body = gzip.compress(b"\n".join(mixed_lines("07.2025") * 4) + b"\n")
+    (folder / "o.jsonl.gz").write_bytes(body[: len(body) * 2 // 3])
+    one, two = Run(folder, 1), Run(folder, 2)
+    one.run()
+    two.run()
+    assert two.outcome() == one.outcome()
+    assert any("gzip" in str(r[4]) for r in one.outcome()["rejected"])
+
+
+@pytest.mark.parametrize("workers", [0, 33, True, 1.5])
+def test_validation_workers_must_be_a_sensible_count(workers: Any) -> None:
+    with pytest.raises(ValueError, match="validation_workers"):
+        EngineSettings(resource="orders", api_version="07.2025", validation_workers=workers)
