@@ -11,6 +11,7 @@ import gzip
 import json
 import logging
 import multiprocessing
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,22 @@ def test_a_gzip_file_cut_short_is_reported_at_the_same_place(tmp_path: Path) -> 
 def test_validation_workers_must_be_a_sensible_count(workers: Any) -> None:
     with pytest.raises(ValueError, match="validation_workers"):
         EngineSettings(resource="orders", api_version="07.2025", validation_workers=workers)
+
+
+def _dies_on_third_chunk(source: str, start: int, lines: list[tuple[int, bytes]]) -> list[Any]:
+    if start == 2 * parallel.CHUNK_LINES:
+        os._exit(3)  # what the kernel's OOM killer leaves behind
+    return _work(source, start, lines)
+
+
+_work = parallel._work
+
+
+def test_a_worker_that_dies_fails_the_upload_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_mixed(tmp_path / "data")
+    monkeypatch.setattr(parallel, "_work", _dies_on_third_chunk)
+    with pytest.raises(KlarError, match=r"worker process ended unexpectedly \(exit code 3\)"):
+        Run(folder, 2).run()
+    assert no_children()
