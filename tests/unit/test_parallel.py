@@ -57,7 +57,9 @@ def write_mixed(folder: Path) -> Path:
 class Run:
     """One engine run over ``path``; keeps what was sent, rejected and counted."""
 
-    def __init__(self, path: Path, workers: int, *, hook: FakeHook | None = None, **kw: Any) -> None:
+    def __init__(
+        self, path: Path, workers: int, *, hook: FakeHook | None = None, strict: bool = False, **kw: Any
+    ) -> None:
         self.hook = hook or FakeHook(status=400)
         self.rejected: list[Rejection] = []
         self.log = logging.getLogger(f"test.parallel.{workers}")
@@ -73,7 +75,7 @@ class Run:
         self.engine = UploadEngine(
             settings,
             self.hook,
-            validator=RecordValidator("orders", "07.2025"),
+            validator=RecordValidator("orders", "07.2025", strict=strict),
             on_rejected=self.rejected.append,
             log=self.log,
             **kw,
@@ -94,9 +96,10 @@ class Run:
         }
 
 
-def test_two_workers_give_the_same_outcomes_as_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("strict", [False, True])
+def test_two_workers_give_the_same_outcomes_as_one_process(tmp_path: Path, strict: bool) -> None:
     folder = write_mixed(tmp_path / "data")
-    one, two = Run(folder, 1), Run(folder, 2)
+    one, two = Run(folder, 1, strict=strict), Run(folder, 2, strict=strict)
     one.run()
     two.run()
     assert two.outcome() == one.outcome()
@@ -107,6 +110,8 @@ def test_two_workers_give_the_same_outcomes_as_one_process(tmp_path: Path) -> No
     assert any("Malformed record" in str(r[4]) for r in outcome["rejected"])
     assert any(r[1].endswith("b.jsonl.gz") for r in outcome["rejected"])
     assert outcome["warnings"]
+    # The record with a pitfall (totals that do not add up) is sent with a warning unless strict.
+    assert ("ORD-9" in {r[3] for r in outcome["rejected"]}) is strict
     assert outcome["tally"]["accepted"] > 30
     assert no_children()
 
