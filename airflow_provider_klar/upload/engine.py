@@ -476,12 +476,16 @@ class UploadEngine:
             if rate > 0 and tally.records < self.total:
                 progress += f", about {_duration((self.total - tally.records) / rate)} left"
         if span.sent:
+            local = sum(1 for r in span.rejections if r.origin is RejectionOrigin.LOCAL)
+            # Records refused locally were never sent: name them apart so the counts add up.
             self.log.info(
-                "Batch %d: %d records sent, %d accepted, %d rejected, in %.2f s; %s at %.0f records/s.",
+                "Batch %d: %d records sent, %d accepted, %d rejected by Klar, %d rejected locally, "
+                "in %.2f s; %s at %.0f records/s.",
                 tally.batches,
                 span.sent,
                 span.accepted,
-                len(span.rejections),
+                len(span.rejections) - local,
+                local,
                 span.seconds,
                 progress,
                 rate,

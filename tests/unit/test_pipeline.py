@@ -366,3 +366,18 @@ def test_resume_skips_every_confirmed_range_even_with_gaps() -> None:
     assert hook.sent_ids == expected
     assert result.resumed_records == 21
     assert (result.tally.records, result.tally.accepted, result.tally.batches) == (40, 40, 5)
+
+
+def test_batch_log_lines_add_up(caplog: pytest.LogCaptureFixture) -> None:
+    # Locally rejected records are never sent; the batch line counts them apart from Klar's rejections.
+    records = orders(11, bad=[4])
+    records[2]["createdAt"] = "yesterday"
+    caplog.set_level("INFO")
+    engine(FakeHook(status=207), max_concurrency=1).run(iter_records(records))
+
+    # 11 records, one refused locally: a single batch of the 10 valid ones, one of which Klar refuses.
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Batch ")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "Batch 1: 10 records sent, 9 accepted, 1 rejected by Klar, 1 rejected locally, in "
+    ), lines
