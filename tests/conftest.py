@@ -10,8 +10,9 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +40,41 @@ def airflow_db() -> Iterator[Path]:
         )
         marker.touch()
     return _HOME
+
+
+@pytest.fixture
+def store_dag(airflow_db: Path, tmp_path: Path) -> Callable[[Any], None]:
+    """Return a function that stores a DAG defined in a test in the metadata DB, as the DAG processor would.
+
+    Airflow 3's ``dag.test()`` runs only DAGs stored in the metadata DB, normally from a bundle's files;
+    a DAG built inside a test is stored directly, under the default bundle.
+    """
+
+    def store(dag: Any) -> None:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+        DagBundlesManager().sync_bundles_to_db()
+        empty = tmp_path / "no_dags"
+        empty.mkdir(exist_ok=True)
+        bag = DagBag(dag_folder=str(empty))
+        bag.bag_dag(dag)
+        sync_bag_to_db(bag, "dags-folder", None)
+
+    return store
+
+
+@pytest.fixture
+def memory_fs() -> Iterator[Any]:
+    """An attached, emptied ``memory://`` filesystem (Airflow knows only ``file://`` by itself)."""
+    import fsspec
+    from airflow.sdk.io.store import attach
+
+    fs = fsspec.filesystem("memory")
+    attach("memory", fs=fs)
+    # Emptied before and after: the memory filesystem is one process-wide store.
+    fs.store.clear()
+    fs.pseudo_dirs[:] = [""]
+    yield fs
+    fs.store.clear()
+    fs.pseudo_dirs[:] = [""]

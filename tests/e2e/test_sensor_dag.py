@@ -151,19 +151,9 @@ def status_server(monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> Iterator
     server.httpd.server_close()
 
 
-def run_dag(dag: Any, tmp_path: Path) -> tuple[str, dict[str, str], float]:
+def run_dag(dag: Any, store_dag: Callable[[Any], None]) -> tuple[str, dict[str, str], float]:
     """Run ``dag`` with ``dag.test()``; return the run's state, each task's state, and the seconds taken."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    # Airflow 3's dag.test() runs only DAGs stored in the metadata DB, which normally means a file in a
-    # bundle; a DAG defined in a test is stored here directly, under the default bundle.
-    DagBundlesManager().sync_bundles_to_db()
-    empty = tmp_path / "no_dags"
-    empty.mkdir(exist_ok=True)
-    bag = DagBag(dag_folder=str(empty))
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
+    store_dag(dag)
     started = time.monotonic()
     dag_run = dag.test()
     elapsed = time.monotonic() - started
@@ -212,7 +202,9 @@ def sensor_dag(dag_id: str, out: Path, **sensor_kwargs: Any) -> Any:
     return dag
 
 
-def test_deferrable_sensor_succeeds_after_an_upload(status_server: StatusServer, tmp_path: Path) -> None:
+def test_deferrable_sensor_succeeds_after_an_upload(
+    store_dag: Callable[[Any], None], status_server: StatusServer, tmp_path: Path
+) -> None:
     from airflow.sdk import DAG, task
 
     from airflow_provider_klar.sensors.klar import KlarStatusSensor
@@ -252,7 +244,7 @@ def test_deferrable_sensor_succeeds_after_an_upload(status_server: StatusServer,
         upload() >> wait
         record(wait.output)
 
-    state, tis, _ = run_dag(dag, tmp_path)
+    state, tis, _ = run_dag(dag, store_dag)
     assert tis == {"upload": "success", "wait": "success", "record": "success"}
     assert state == "success"
     status = json.loads(out.read_text())
@@ -266,12 +258,12 @@ def test_deferrable_sensor_succeeds_after_an_upload(status_server: StatusServer,
 
 @pytest.mark.parametrize("mode", ["poke", "reschedule"])
 def test_poke_and_reschedule_modes_wait_for_a_fresh_success(
-    status_server: StatusServer, tmp_path: Path, mode: str
+    store_dag: Callable[[Any], None], status_server: StatusServer, tmp_path: Path, mode: str
 ) -> None:
     status_server.script.extend([None, None, succeed])
     out = tmp_path / "status.json"
     dag = sensor_dag(f"klar_e2e_{mode}", out, mode=mode, deferrable=False, poke_interval=0.2)
-    state, tis, _ = run_dag(dag, tmp_path)
+    state, tis, _ = run_dag(dag, store_dag)
     assert tis == {"wait": "success", "record": "success"}
     assert state == "success"
     assert json.loads(out.read_text())["total"] == 43
@@ -281,11 +273,14 @@ def test_poke_and_reschedule_modes_wait_for_a_fresh_success(
 
 
 def test_a_failed_submission_fails_the_deferred_sensor_well_before_its_timeout(
-    status_server: StatusServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store_dag: Callable[[Any], None],
+    status_server: StatusServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     status_server.script.extend([None, None, fail_after_success, succeed])
     dag = sensor_dag("klar_e2e_failed", tmp_path / "status.json", deferrable=True, timeout=60)
-    state, tis, elapsed = run_dag(dag, tmp_path)
+    state, tis, elapsed = run_dag(dag, store_dag)
     assert tis["wait"] == "failed"
     assert tis["record"] == "upstream_failed"
     assert state == "failed"
@@ -299,12 +294,12 @@ def test_a_failed_submission_fails_the_deferred_sensor_well_before_its_timeout(
 
 
 def test_a_status_endpoint_answering_503_twice_does_not_fail_the_sensor(
-    status_server: StatusServer, tmp_path: Path
+    store_dag: Callable[[Any], None], status_server: StatusServer, tmp_path: Path
 ) -> None:
     status_server.script.extend([None, 503, 503, succeed])
     out = tmp_path / "status.json"
     dag = sensor_dag("klar_e2e_503", out, deferrable=True)
-    state, tis, _ = run_dag(dag, tmp_path)
+    state, tis, _ = run_dag(dag, store_dag)
     assert tis == {"wait": "success", "record": "success"}
     assert state == "success"
     assert [code for _, _, code in status_server.requests].count(503) == 2
@@ -320,12 +315,12 @@ MODES = {
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_timeout_with_soft_fail_skips_in_every_mode(
-    status_server: StatusServer, tmp_path: Path, mode: str
+    store_dag: Callable[[Any], None], status_server: StatusServer, tmp_path: Path, mode: str
 ) -> None:
     dag = sensor_dag(
         f"klar_e2e_soft_fail_{mode}", tmp_path / "status.json", timeout=1.5, soft_fail=True, **MODES[mode]
     )
-    state, tis, elapsed = run_dag(dag, tmp_path)
+    state, tis, elapsed = run_dag(dag, store_dag)
     assert tis == {"wait": "skipped", "record": "skipped"}
     assert state == "success"
     assert status_server.gets() >= 2  # it kept checking until the timeout
@@ -334,22 +329,22 @@ def test_timeout_with_soft_fail_skips_in_every_mode(
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_timeout_without_soft_fail_fails_in_every_mode(
-    status_server: StatusServer, tmp_path: Path, mode: str
+    store_dag: Callable[[Any], None], status_server: StatusServer, tmp_path: Path, mode: str
 ) -> None:
     dag = sensor_dag(f"klar_e2e_timeout_{mode}", tmp_path / "status.json", timeout=1.5, **MODES[mode])
-    state, tis, _ = run_dag(dag, tmp_path)
+    state, tis, _ = run_dag(dag, store_dag)
     assert tis["wait"] == "failed"
     assert state == "failed"
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_a_failed_submission_is_not_skipped_by_soft_fail_in_any_mode(
-    status_server: StatusServer, tmp_path: Path, mode: str
+    store_dag: Callable[[Any], None], status_server: StatusServer, tmp_path: Path, mode: str
 ) -> None:
     status_server.script.extend([None, fail_after_success])
     dag = sensor_dag(
         f"klar_e2e_failed_soft_{mode}", tmp_path / "status.json", timeout=30, soft_fail=True, **MODES[mode]
     )
-    state, tis, _ = run_dag(dag, tmp_path)
+    state, tis, _ = run_dag(dag, store_dag)
     assert tis["wait"] == "failed"
     assert state == "failed"

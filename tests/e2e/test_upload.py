@@ -31,21 +31,13 @@ START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 # -- helpers ------------------------------------------------------------------------------------------
 
 
-def run_dag(dag_id: str, build: Callable[[], Any], tmp_path: Path) -> Any:
+def run_dag(dag_id: str, build: Callable[[], Any], store_dag: Callable[[Any], None]) -> Any:
     """Define a DAG with ``build``, store it as the DAG processor would, run it with ``dag.test()``."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
     from airflow.sdk import DAG
 
     with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
         build()
-    # Airflow 3's dag.test() runs only DAGs stored in the metadata DB, normally from a bundle's files.
-    DagBundlesManager().sync_bundles_to_db()
-    empty = tmp_path / "no_dags"
-    empty.mkdir(exist_ok=True)
-    bag = DagBag(dag_folder=str(empty))
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
+    store_dag(dag)
     return dag.test()
 
 
@@ -119,7 +111,11 @@ def write_jsonl(path: Path, records: list[Any]) -> Path:
 
 
 def test_records_from_an_upstream_task_through_xcom(
-    klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    store_dag: Callable[[Any], None],
+    klar_sandbox: SandboxServer,
+    airflow_db: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     from airflow.sdk import task
 
@@ -136,7 +132,7 @@ def test_records_from_an_upstream_task_through_xcom(
             task_id="upload", records=extract(), batch_size=100, max_rejected=1, checkpoint=None
         )
 
-    dag_run = run_dag("klar_e2e_xcom", build, tmp_path)
+    dag_run = run_dag("klar_e2e_xcom", build, store_dag)
 
     assert dag_run.state == "success"
     summary = summary_of(task_instances(dag_run, "upload")[0])
@@ -154,7 +150,11 @@ def test_records_from_an_upstream_task_through_xcom(
 
 
 def test_a_json_lines_file_with_invalid_records_and_a_malformed_line_under_faults(
-    klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    store_dag: Callable[[Any], None],
+    klar_sandbox: SandboxServer,
+    airflow_db: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     from airflow_provider_klar.operators.klar import KlarUploadOperator
 
@@ -177,7 +177,7 @@ def test_a_json_lines_file_with_invalid_records_and_a_malformed_line_under_fault
             rejected_path=str(rejected),
         )
 
-    dag_run = run_dag("klar_e2e_jsonl", build, tmp_path)
+    dag_run = run_dag("klar_e2e_jsonl", build, store_dag)
 
     assert dag_run.state == "success"
     summary = summary_of(task_instances(dag_run, "upload")[0])
@@ -211,7 +211,7 @@ def test_a_json_lines_file_with_invalid_records_and_a_malformed_line_under_fault
 
 
 def test_klar_rejections_in_207_and_400_answers_and_resending_what_was_not_stored(
-    klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path
+    store_dag: Callable[[Any], None], klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path
 ) -> None:
     from airflow_provider_klar.operators.klar import KlarUploadOperator
 
@@ -238,7 +238,7 @@ def test_klar_rejections_in_207_and_400_answers_and_resending_what_was_not_store
             rejected_path=str(tmp_path / "rejected-refunds.jsonl"),
         )
 
-    dag_run = run_dag("klar_e2e_klar_rejects", build, tmp_path)
+    dag_run = run_dag("klar_e2e_klar_rejects", build, store_dag)
 
     assert dag_run.state == "success"
     orders_summary = summary_of(task_instances(dag_run, "orders")[0])
@@ -259,7 +259,7 @@ def test_klar_rejections_in_207_and_400_answers_and_resending_what_was_not_store
 
 
 def test_mapped_over_files_each_named_after_its_file_with_an_asset_event(
-    klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path
+    store_dag: Callable[[Any], None], klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path
 ) -> None:
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
@@ -275,7 +275,7 @@ def test_mapped_over_files_each_named_after_its_file_with_an_asset_event(
     def build() -> None:
         KlarUploadOperator.partial(task_id="upload", resource="orders", batch_size=8).expand(path=files)
 
-    dag_run = run_dag("klar_e2e_mapped", build, tmp_path)
+    dag_run = run_dag("klar_e2e_mapped", build, store_dag)
 
     assert dag_run.state == "success"
     tis = task_instances(dag_run, "upload")
@@ -292,7 +292,11 @@ def test_mapped_over_files_each_named_after_its_file_with_an_asset_event(
 
 
 def test_too_many_rejections_fail_the_task_after_every_valid_record_was_sent(
-    klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    store_dag: Callable[[Any], None],
+    klar_sandbox: SandboxServer,
+    airflow_db: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     from airflow_provider_klar.operators.klar import KlarUploadOperator
 
@@ -303,7 +307,7 @@ def test_too_many_rejections_fail_the_task_after_every_valid_record_was_sent(
     def build() -> None:
         KlarUploadOperator(task_id="upload", records=orders, batch_size=10, max_rejected=1)
 
-    dag_run = run_dag("klar_e2e_max_rejected", build, tmp_path)
+    dag_run = run_dag("klar_e2e_max_rejected", build, store_dag)
 
     assert dag_run.state == "failed"
     assert klar_sandbox.count("orders") == 28
@@ -377,7 +381,11 @@ def scripted_klar(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedKlar]:
 
 @pytest.mark.parametrize("checkpoint", ["variable", "folder"])
 def test_a_retried_try_resumes_without_sending_confirmed_batches_again(
-    scripted_klar: ScriptedKlar, airflow_db: Path, tmp_path: Path, checkpoint: str
+    store_dag: Callable[[Any], None],
+    scripted_klar: ScriptedKlar,
+    airflow_db: Path,
+    tmp_path: Path,
+    checkpoint: str,
 ) -> None:
     from airflow_provider_klar.operators.klar import KlarUploadOperator
 
@@ -403,7 +411,7 @@ def test_a_retried_try_resumes_without_sending_confirmed_batches_again(
         )
 
     dag_id = f"klar_e2e_resume_{checkpoint}"
-    dag_run = run_dag(dag_id, build, tmp_path)
+    dag_run = run_dag(dag_id, build, store_dag)
 
     assert dag_run.state == "success"
     ti = task_instances(dag_run, "upload")[0]

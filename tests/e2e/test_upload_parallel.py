@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
@@ -29,7 +30,11 @@ _TIMES = ("started_at", "finished_at", "duration_s", "rejected_path")
 
 
 def test_two_validation_workers_upload_exactly_what_one_process_does(
-    klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    store_dag: Callable[[Any], None],
+    klar_sandbox: SandboxServer,
+    airflow_db: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     from airflow_provider_klar.operators.klar import KlarUploadOperator
 
@@ -53,7 +58,7 @@ def test_two_validation_workers_upload_exactly_what_one_process_does(
                 checkpoint=None,
             )
 
-    dag_run = run_dag("klar_e2e_parallel", build, tmp_path)
+    dag_run = run_dag("klar_e2e_parallel", build, store_dag)
 
     assert dag_run.state == "success"
     one, two = (summary_of(task_instances(dag_run, f"upload_{w}")[0]) for w in (1, 2))

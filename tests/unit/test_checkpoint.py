@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import pytest
-from airflow.sdk.io.store import attach
 
 from airflow_provider_klar.upload import (
     CheckpointStore,
@@ -22,16 +21,6 @@ from airflow_provider_klar.upload import (
 from airflow_provider_klar.upload.checkpoint import _in_task_sdk_runtime
 
 STATE = {"format": 1, "confirmed": [[0, 41], [43, 43]], "accepted": 42_000, "rejected": 3}
-
-
-@pytest.fixture
-def memory_fs() -> Iterator[fsspec.AbstractFileSystem]:
-    """An attached, emptied ``memory://`` filesystem."""
-    fs = fsspec.filesystem("memory")
-    attach("memory", fs=fs)
-    fs.store.clear()
-    yield fs
-    fs.store.clear()
 
 
 def test_checkpoint_key_is_safe_and_distinct() -> None:
@@ -156,18 +145,9 @@ def _store_dag(dag_id: str) -> Any:
     return dag
 
 
-def test_variable_checkpoint_inside_a_running_task(airflow_db: Path, tmp_path: Path) -> None:
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
+def test_variable_checkpoint_inside_a_running_task(store_dag: Callable[[Any], None]) -> None:
     dag = _store_dag(f"klar_checkpoint_{time.time_ns()}")
-    # Airflow 3's dag.test() runs only DAGs stored in the metadata DB.
-    DagBundlesManager().sync_bundles_to_db()
-    empty = tmp_path / "no_dags"
-    empty.mkdir()
-    bag = DagBag(dag_folder=str(empty))
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
+    store_dag(dag)
 
     run = dag.test()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -12,21 +11,9 @@ from typing import Any
 
 import fsspec
 import pydantic
-import pytest
-from airflow.sdk.io.store import attach
 
 from airflow_provider_klar.results import FieldError
 from airflow_provider_klar.upload import RejectedWriter, iter_path
-
-
-@pytest.fixture
-def memory_fs() -> Iterator[fsspec.AbstractFileSystem]:
-    """An attached, emptied ``memory://`` filesystem."""
-    fs = fsspec.filesystem("memory")
-    attach("memory", fs=fs)
-    fs.store.clear()
-    yield fs
-    fs.store.clear()
 
 
 def lines(data: bytes) -> list[dict[str, Any]]:

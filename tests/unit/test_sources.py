@@ -28,18 +28,6 @@ ORDERS = [
 ]
 
 
-@pytest.fixture
-def memory_fs() -> Iterator[fsspec.AbstractFileSystem]:
-    """An attached, emptied ``memory://`` filesystem (Airflow knows only file:// by itself)."""
-    fs = fsspec.filesystem("memory")
-    attach("memory", fs=fs)
-    fs.store.clear()
-    fs.pseudo_dirs[:] = [""]
-    yield fs
-    fs.store.clear()
-    fs.pseudo_dirs[:] = [""]
-
-
 def encode(records: list[dict[str, Any]], fmt: str) -> bytes:
     if fmt == "jsonl":
         return b"".join(json.dumps(r).encode() + b"\n" for r in records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +44,12 @@ def _dag(dag_id: str, out: Path) -> Any:
     return dag
 
 
-def test_iter_records_reads_xcom_lists_and_lazy_mapped_results(airflow_db: Path, tmp_path: Path) -> None:
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
+def test_iter_records_reads_xcom_lists_and_lazy_mapped_results(
+    store_dag: Callable[[Any], None], tmp_path: Path
+) -> None:
     out = tmp_path / "seen.json"
     dag = _dag(f"klar_sources_xcom_{time.time_ns()}", out)
-    # Airflow 3's dag.test() runs only DAGs stored in the metadata DB.
-    DagBundlesManager().sync_bundles_to_db()
-    empty = tmp_path / "no_dags"
-    empty.mkdir()
-    bag = DagBag(dag_folder=str(empty))
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
+    store_dag(dag)
 
     run = dag.test()
 
