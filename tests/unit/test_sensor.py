@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -29,6 +28,7 @@ from airflow_provider_klar.exceptions import (
 from airflow_provider_klar.results import KlarStatus
 from airflow_provider_klar.sensors.klar import DEFERRAL_GRACE_S, KlarStatusSensor
 from airflow_provider_klar.triggers.klar import KlarStatusTrigger
+from tests.unit._status_fakes import ScriptedStatusHook
 
 RUN_START = datetime(2025, 7, 1, 6, 0, tzinfo=timezone.utc)
 
@@ -41,25 +41,6 @@ def status(success: datetime | None = None, failure: datetime | None = None, tot
     return KlarStatus("orders", total, 2, success, failure)
 
 
-class FakeHook:
-    """Answers ``get_status`` from a script: a KlarStatus is returned, an exception raised."""
-
-    def __init__(self, script: Iterable[KlarStatus | BaseException]) -> None:
-        self.script = list(script)
-        self.calls: list[str] = []
-        self.closed = False
-
-    def get_status(self, resource: str) -> KlarStatus:
-        self.calls.append(resource)
-        item = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def context(start: datetime | None = RUN_START, logical: datetime | None = None) -> Any:
     return {
         "dag_run": SimpleNamespace(start_date=start),
@@ -68,7 +49,7 @@ def context(start: datetime | None = RUN_START, logical: datetime | None = None)
     }
 
 
-def make_sensor(hook: FakeHook | None = None, **kwargs: Any) -> KlarStatusSensor:
+def make_sensor(hook: ScriptedStatusHook | None = None, **kwargs: Any) -> KlarStatusSensor:
     kwargs.setdefault("task_id", "wait_for_klar")
     kwargs.setdefault("poke_interval", 0)
     kwargs.setdefault("deferrable", False)
@@ -121,7 +102,7 @@ def test_since_and_min_total_are_templated() -> None:
 
 
 def test_poke_done_returns_the_status_for_xcom() -> None:
-    hook = FakeHook([status(at(3))])
+    hook = ScriptedStatusHook([status(at(3))])
     result = make_sensor(hook).poke(context())
     assert isinstance(result, PokeReturnValue)
     assert result.is_done
@@ -130,13 +111,13 @@ def test_poke_done_returns_the_status_for_xcom() -> None:
 
 
 def test_poke_waits_for_a_fresh_success_and_min_total() -> None:
-    assert make_sensor(FakeHook([status(at(-3))])).poke(context()) is False
-    assert make_sensor(FakeHook([status(at(3), total=4)]), min_total="5").poke(context()) is False
-    assert make_sensor(FakeHook([status(at(3), total=5)]), min_total="5").poke(context())
+    assert make_sensor(ScriptedStatusHook([status(at(-3))])).poke(context()) is False
+    assert make_sensor(ScriptedStatusHook([status(at(3), total=4)]), min_total="5").poke(context()) is False
+    assert make_sensor(ScriptedStatusHook([status(at(3), total=5)]), min_total="5").poke(context())
 
 
 def test_poke_fails_at_once_when_the_latest_submission_failed() -> None:
-    hook = FakeHook([status(at(1), at(2))])
+    hook = ScriptedStatusHook([status(at(1), at(2))])
     with pytest.raises(KlarSubmissionFailedError) as info:
         make_sensor(hook).poke(context())
     assert "failed at 2025-07-01T06:02:00Z" in str(info.value)
@@ -144,19 +125,19 @@ def test_poke_fails_at_once_when_the_latest_submission_failed() -> None:
 
 
 def test_poke_ignores_a_failure_when_told_to() -> None:
-    assert make_sensor(FakeHook([status(at(1), at(2))]), fail_on_failure=False).poke(context())
+    assert make_sensor(ScriptedStatusHook([status(at(1), at(2))]), fail_on_failure=False).poke(context())
 
 
 @pytest.mark.parametrize(
     "error", [KlarTransientError("HTTP 503 on all 5 attempt(s)", http_status=503), httpx.ReadTimeout("slow")]
 )
 def test_poke_keeps_waiting_through_transient_errors(error: Exception) -> None:
-    assert make_sensor(FakeHook([error])).poke(context()) is False
+    assert make_sensor(ScriptedStatusHook([error])).poke(context()) is False
 
 
 def test_poke_propagates_final_errors() -> None:
     with pytest.raises(KlarAuthError):
-        make_sensor(FakeHook([KlarAuthError("HTTP 401")])).poke(context())
+        make_sensor(ScriptedStatusHook([KlarAuthError("HTTP 401")])).poke(context())
 
 
 @pytest.mark.parametrize(
@@ -164,14 +145,14 @@ def test_poke_propagates_final_errors() -> None:
     [({"resource": "invoices"}, "Unknown Klar resource"), ({"min_total": "many"}, "min_total")],
 )
 def test_poke_rejects_bad_arguments_before_any_request(kwargs: dict[str, Any], match: str) -> None:
-    hook = FakeHook([status(at(3))])
+    hook = ScriptedStatusHook([status(at(3))])
     with pytest.raises(KlarConfigurationError, match=match):
         make_sensor(hook, **kwargs).poke(context())
     assert hook.calls == []
 
 
 def test_execute_in_poke_mode_polls_until_done_and_closes_the_hook() -> None:
-    hook = FakeHook([status(at(-3)), KlarTransientError("HTTP 503"), status(at(3))])
+    hook = ScriptedStatusHook([status(at(-3)), KlarTransientError("HTTP 503"), status(at(3))])
     sensor = make_sensor(hook, timeout=30)
     assert sensor.execute(context()) == status(at(3)).to_dict()
     assert len(hook.calls) == 3
@@ -179,23 +160,23 @@ def test_execute_in_poke_mode_polls_until_done_and_closes_the_hook() -> None:
 
 
 def test_execute_in_poke_mode_fails_on_a_failed_submission_even_with_soft_fail() -> None:
-    hook = FakeHook([status(at(-3)), status(at(-3), at(2))])
+    hook = ScriptedStatusHook([status(at(-3)), status(at(-3), at(2))])
     with pytest.raises(KlarSubmissionFailedError):
         make_sensor(hook, timeout=30, soft_fail=True).execute(context())
 
 
 def test_execute_in_poke_mode_times_out_or_skips_with_soft_fail() -> None:
     with pytest.raises(AirflowSensorTimeout):
-        make_sensor(FakeHook([status(at(-3))]), timeout=0).execute(context())
+        make_sensor(ScriptedStatusHook([status(at(-3))]), timeout=0).execute(context())
     with pytest.raises(AirflowSkipException):
-        make_sensor(FakeHook([status(at(-3))]), timeout=0, soft_fail=True).execute(context())
+        make_sensor(ScriptedStatusHook([status(at(-3))]), timeout=0, soft_fail=True).execute(context())
 
 
 # -- deferrable ---------------------------------------------------------------------------------
 
 
 def test_deferrable_defers_to_the_trigger_after_one_check() -> None:
-    hook = FakeHook([status(at(-3))])
+    hook = ScriptedStatusHook([status(at(-3))])
     sensor = make_sensor(
         hook,
         deferrable=True,
@@ -227,13 +208,13 @@ def test_deferrable_defers_to_the_trigger_after_one_check() -> None:
 
 
 def test_deferrable_returns_at_once_when_already_done() -> None:
-    sensor = make_sensor(FakeHook([status(at(3))]), deferrable=True)
+    sensor = make_sensor(ScriptedStatusHook([status(at(3))]), deferrable=True)
     assert sensor.execute(context()) == status(at(3)).to_dict()
 
 
 def test_deferrable_fails_at_once_on_a_failed_submission() -> None:
     with pytest.raises(KlarSubmissionFailedError):
-        make_sensor(FakeHook([status(at(1), at(2))]), deferrable=True).execute(context())
+        make_sensor(ScriptedStatusHook([status(at(1), at(2))]), deferrable=True).execute(context())
 
 
 def test_deferrable_default_comes_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -310,7 +291,7 @@ def test_never_fail_skips_a_failed_submission_in_every_mode() -> None:
         deferred.resume_execution(
             "execute_complete", {"event": {"status": "failed", "message": "m"}}, context()
         )
-    poking = make_sensor(FakeHook([status(at(1), at(2))]), never_fail=True, timeout=30)
+    poking = make_sensor(ScriptedStatusHook([status(at(1), at(2))]), never_fail=True, timeout=30)
     with pytest.raises(AirflowSkipException):
         poking.execute(context())
 
@@ -332,7 +313,7 @@ async def test_defers_then_resumes_with_the_event_of_the_rebuilt_trigger(
 ) -> None:
     from airflow.sdk._shared.module_loading import import_string
 
-    sensor = make_sensor(FakeHook([status(at(-3))]), deferrable=True, poke_interval=0, timeout=60)
+    sensor = make_sensor(ScriptedStatusHook([status(at(-3))]), deferrable=True, poke_interval=0, timeout=60)
     with pytest.raises(TaskDeferred) as info:
         sensor.execute(context())
     # The triggerer rebuilds the trigger from its serialized form, in another process.
@@ -349,6 +330,8 @@ async def test_defers_then_resumes_with_the_event_of_the_rebuilt_trigger(
 
 def test_deferrable_with_no_time_left_times_out_without_deferring() -> None:
     with pytest.raises(AirflowSensorTimeout, match=r"confirmed no orders submission within 0\.0 seconds"):
-        make_sensor(FakeHook([status(at(-3))]), deferrable=True, timeout=0).execute(context())
+        make_sensor(ScriptedStatusHook([status(at(-3))]), deferrable=True, timeout=0).execute(context())
     with pytest.raises(AirflowSkipException):
-        make_sensor(FakeHook([status(at(-3))]), deferrable=True, timeout=0, soft_fail=True).execute(context())
+        make_sensor(ScriptedStatusHook([status(at(-3))]), deferrable=True, timeout=0, soft_fail=True).execute(
+            context()
+        )

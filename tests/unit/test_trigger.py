@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -31,6 +30,7 @@ from airflow_provider_klar.triggers.klar import (
     check_status,
     to_utc,
 )
+from tests.unit._status_fakes import ScriptedStatusHook
 
 SINCE = datetime(2025, 7, 1, 6, 0, tzinfo=timezone.utc)
 
@@ -46,25 +46,6 @@ def at(minutes: float) -> datetime:
     return SINCE + timedelta(minutes=minutes)
 
 
-class FakeAsyncHook:
-    """Answers ``aget_status`` from a script: a KlarStatus is returned, an exception raised."""
-
-    def __init__(self, script: Iterable[KlarStatus | BaseException]) -> None:
-        self.script = list(script)
-        self.calls: list[str] = []
-        self.closed = False
-
-    async def aget_status(self, resource: str) -> KlarStatus:
-        self.calls.append(resource)
-        item = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self.closed = True
-
-
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record the trigger's pauses instead of waiting them."""
@@ -77,7 +58,9 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return recorded
 
 
-def make_trigger(monkeypatch: pytest.MonkeyPatch, hook: FakeAsyncHook, **overrides: Any) -> KlarStatusTrigger:
+def make_trigger(
+    monkeypatch: pytest.MonkeyPatch, hook: ScriptedStatusHook, **overrides: Any
+) -> KlarStatusTrigger:
     kwargs: dict[str, Any] = {
         "resource": "orders",
         "since": SINCE.isoformat(),
@@ -212,7 +195,7 @@ def test_serialize_holds_no_secret() -> None:
 
 
 async def test_run_fires_success_once_confirmed(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
-    hook = FakeAsyncHook([status(at(-5)), status(at(-5)), status(at(2), total=12)])
+    hook = ScriptedStatusHook([status(at(-5)), status(at(-5)), status(at(2), total=12)])
     event = await first_event(make_trigger(monkeypatch, hook))
     assert event["status"] == "success"
     assert event["klar_status"] == status(at(2), total=12).to_dict()
@@ -223,7 +206,7 @@ async def test_run_fires_success_once_confirmed(monkeypatch: pytest.MonkeyPatch,
 
 
 async def test_run_waits_for_min_total(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
-    hook = FakeAsyncHook([status(at(2), total=3), status(at(4), total=8)])
+    hook = ScriptedStatusHook([status(at(2), total=3), status(at(4), total=8)])
     event = await first_event(make_trigger(monkeypatch, hook, min_total=8))
     assert event["status"] == "success"
     assert event["klar_status"]["total"] == 8
@@ -231,7 +214,7 @@ async def test_run_waits_for_min_total(monkeypatch: pytest.MonkeyPatch, sleeps: 
 
 
 async def test_run_fires_failed_with_both_times(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
-    hook = FakeAsyncHook([status(at(-5)), status(at(-5), at(1))])
+    hook = ScriptedStatusHook([status(at(-5)), status(at(-5), at(1))])
     event = await first_event(make_trigger(monkeypatch, hook))
     assert event["status"] == "failed"
     assert "failed at 2025-07-01T06:01:00Z" in event["message"]
@@ -244,7 +227,7 @@ async def test_run_fires_failed_with_both_times(monkeypatch: pytest.MonkeyPatch,
 async def test_run_keeps_waiting_after_a_failure_without_fail_on_failure(
     monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
 ) -> None:
-    hook = FakeAsyncHook([status(at(-5), at(1)), status(at(2), at(1))])
+    hook = ScriptedStatusHook([status(at(-5), at(1)), status(at(2), at(1))])
     event = await first_event(make_trigger(monkeypatch, hook, fail_on_failure=False))
     assert event["status"] == "success"
     assert len(hook.calls) == 2
@@ -253,7 +236,7 @@ async def test_run_keeps_waiting_after_a_failure_without_fail_on_failure(
 async def test_run_fires_timeout_at_the_deadline(
     monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
 ) -> None:
-    hook = FakeAsyncHook([status(at(-5))])
+    hook = ScriptedStatusHook([status(at(-5))])
     event = await first_event(make_trigger(monkeypatch, hook, end_time=time.time() - 1))
     assert event["status"] == "timeout"
     assert "Klar confirmed no orders submission made since 2025-07-01T06:00:00Z" in event["message"]
@@ -269,7 +252,7 @@ async def test_run_never_sleeps_past_the_deadline(
     clock = [1_000.0]
     monkeypatch.setattr(trigger_module.time, "time", lambda: clock[0])
 
-    hook = FakeAsyncHook([status(at(-5))])
+    hook = ScriptedStatusHook([status(at(-5))])
     trigger = make_trigger(monkeypatch, hook, end_time=1_012.0, poll_interval=5.0)
 
     async def advancing_sleep(seconds: float) -> None:
@@ -286,7 +269,7 @@ async def test_run_never_sleeps_past_the_deadline(
 async def test_run_retries_transient_errors_with_backoff(
     monkeypatch: pytest.MonkeyPatch, sleeps: list[float], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    hook = FakeAsyncHook(
+    hook = ScriptedStatusHook(
         [
             status(at(-5)),
             KlarTransientError(
@@ -323,7 +306,7 @@ def test_backoff_is_capped() -> None:
 async def test_transient_errors_until_the_deadline_end_in_timeout(
     monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
 ) -> None:
-    hook = FakeAsyncHook([KlarTransientError("HTTP 503", http_status=503)])
+    hook = ScriptedStatusHook([KlarTransientError("HTTP 503", http_status=503)])
     event = await first_event(make_trigger(monkeypatch, hook, end_time=time.time() - 1))
     assert event["status"] == "timeout"
     assert event["klar_status"] is None
@@ -341,7 +324,7 @@ async def test_transient_errors_until_the_deadline_end_in_timeout(
 async def test_run_fires_error_on_final_errors(
     monkeypatch: pytest.MonkeyPatch, sleeps: list[float], error: Exception, error_type: str
 ) -> None:
-    hook = FakeAsyncHook([status(at(-5)), error, status(at(3))])
+    hook = ScriptedStatusHook([status(at(-5)), error, status(at(3))])
     event = await first_event(make_trigger(monkeypatch, hook))
     assert event == {"status": "error", "error_type": error_type, "message": str(error)}
     assert len(hook.calls) == 2  # no retry after a final error
@@ -351,7 +334,7 @@ async def test_run_fires_error_on_final_errors(
 async def test_run_parses_since_from_the_serialized_string(
     monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
 ) -> None:
-    hook = FakeAsyncHook([status(at(1))])
+    hook = ScriptedStatusHook([status(at(1))])
     # since one minute after the success: still waiting, so a deadline in the past ends with timeout.
     trigger = make_trigger(monkeypatch, hook, since="2025-07-01T06:02:00Z", end_time=time.time() - 1)
     assert (await first_event(trigger))["status"] == "timeout"
@@ -360,7 +343,7 @@ async def test_run_parses_since_from_the_serialized_string(
 async def test_a_poll_hanging_past_the_deadline_is_abandoned(
     monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
 ) -> None:
-    class HangingHook(FakeAsyncHook):
+    class HangingHook(ScriptedStatusHook):
         async def aget_status(self, resource: str) -> KlarStatus:
             self.calls.append(resource)
             await asyncio.Event().wait()  # never answers
