@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 
-.PHONY: env demo test lint typecheck unit docs bench lock clean
+.PHONY: env sysdeps demo test lint typecheck unit docs bench lock clean
 
 env: $(STAMP)
 
@@ -33,7 +33,11 @@ unit: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d site
 
-test: lint typecheck unit docs
+# Debian packages (servers, a browser) the suites need; installed when missing.
+sysdeps:
+	bash scripts/system-deps.sh
+
+test: sysdeps lint typecheck unit docs
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks
