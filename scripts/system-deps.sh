@@ -15,6 +15,7 @@ need() {
 }
 
 # One line per Debian package a suite needs (keep sorted by package):
+need /usr/bin/chromium chromium
 
 if ((${#packages[@]} == 0)); then
     exit 0
