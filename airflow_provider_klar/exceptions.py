@@ -67,5 +67,49 @@ class KlarRejectedRecordsError(KlarError, AirflowFailException):
     """
 
 
+class KlarSourceError(KlarError):
+    """A source stopped being readable midway: what came before was read, the rest was not.
+
+    Raised by the readers for a JSON array with a syntax error, a gzip file cut short, an error of the
+    object storage while reading, a file that is not of its format at all. A malformed line of a JSON
+    Lines or CSV file is not this error: it is rejected as that record and the file is read on. The
+    message names the file, where it broke (line, item index or byte offset) and says that the rest of
+    the file was not read.
+
+    :param message: The whole message, for people.
+    :param source: The file (display name, no credentials), or ``"records"``.
+    :param position: The position in the whole source the next record would have had (the count of
+        records read before the break, over every file).
+    :param line: The 1-based line (JSON Lines, CSV) or 0-based item index (JSON arrays) where it broke,
+        when known.
+    :param offset: The byte offset in the (decompressed) file where it broke, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        position: int | None = None,
+        line: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.position = position
+        self.line = line
+        self.offset = offset
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only attributes would be lost by the default pickling of exceptions (args only).
+        return (_rebuild_source_error, (str(self), self.source, self.position, self.line, self.offset))
+
+
+def _rebuild_source_error(
+    message: str, source: str | None, position: int | None, line: int | None, offset: int | None
+) -> KlarSourceError:
+    return KlarSourceError(message, source=source, position=position, line=line, offset=offset)
+
+
 class KlarSubmissionFailedError(KlarError):
     """Klar's status shows that the latest submission after ``since`` failed."""

@@ -31,3 +31,20 @@ def test_too_many_rejections_fail_without_retries() -> None:
 
     assert issubclass(KlarRejectedRecordsError, AirflowFailException)
     assert issubclass(KlarRejectedRecordsError, KlarError)
+
+
+def test_source_error_keeps_where_it_broke_through_pickling() -> None:
+    from airflow_provider_klar.exceptions import KlarSourceError
+
+    err = KlarSourceError(
+        "orders.json, item 1500: invalid JSON. The rest of orders.json was not read.",
+        source="orders.json",
+        position=1500,
+        line=1500,
+        offset=123_456,
+    )
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(copy) is KlarSourceError
+    assert isinstance(copy, KlarError)
+    assert str(copy) == str(err)
+    assert (copy.source, copy.position, copy.line, copy.offset) == ("orders.json", 1500, 1500, 123_456)
