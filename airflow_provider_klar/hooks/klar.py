@@ -31,12 +31,21 @@ from airflow_provider_klar.hooks._connection import (
     KlarConnectionSettings,
     settings_from_connection,
 )
+from airflow_provider_klar.hooks._limiter import ConcurrencyLimiter
 from airflow_provider_klar.hooks._responses import (
     Scrubber,
     batch_result_from_response,
     status_from_response,
 )
-from airflow_provider_klar.hooks._retry import RetryPolicy, failure_for_error, failure_for_response
+from airflow_provider_klar.hooks._retry import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_RETRY_TIME,
+    DEFAULT_MAX_RETRY_WAIT,
+    RetryPolicy,
+    check_retry_settings,
+    failure_for_error,
+    failure_for_response,
+)
 from airflow_provider_klar.resources import MAX_BATCH_SIZE, KlarResource, get_resource, resolve_version
 from airflow_provider_klar.results import KlarBatchResult, KlarStatus
 
@@ -46,6 +55,7 @@ USER_AGENT = f"airflow-provider-klar/{__version__}"
 #: ``test_connection`` backs the UI's Test button: answer within seconds rather than retry for minutes.
 _TEST_ATTEMPTS = 2
 _TEST_MAX_WAIT = 5.0
+_TEST_MAX_RETRY_TIME = 15.0
 
 
 class _BearerAuth(httpx.Auth):
@@ -67,14 +77,21 @@ class KlarHook(BaseHook):
 
     One hook holds one pooled HTTP client; it is safe to call :meth:`upload` from several threads at
     once. Transient failures (network errors, timeouts, 408, 425, 429, 5xx) are retried with
-    ``Retry-After`` or exponential backoff with full jitter.
+    ``Retry-After`` or exponential backoff with full jitter. Every attempt takes a slot of an adaptive
+    limit on the requests in flight: 429 and 503 answers halve it, good answers raise it again up to
+    ``max_concurrency``; both are logged.
 
     :param klar_conn_id: The Airflow connection of type ``klar``: host = base URL, password = token,
-        optional ``extra.api_version`` and ``extra.timeout``.
+        optional ``extra.api_version``, ``extra.timeout`` and ``extra.envelope``.
     :param api_version: The API version for every resource (``MM.YYYY``); overrides the connection's.
     :param timeout: Read timeout in seconds; overrides ``extra.timeout`` (default 120 s).
-    :param max_attempts: Attempts per request, the first included.
-    :param max_wait: Longest wait between attempts in seconds; also caps ``Retry-After``.
+    :param max_attempts: Attempts per request that may fail for other reasons than rate limiting
+        (network errors, timeouts, 5xx without ``Retry-After``), the first included. Rate-limit answers
+        (429, or any with ``Retry-After``) are bounded by ``max_retry_time`` only.
+    :param max_retry_wait: Longest wait between attempts in seconds; also caps ``Retry-After``.
+    :param max_retry_time: Most seconds one request may take, its retries and waits included.
+    :param max_concurrency: Most requests in flight at once from this hook (the adaptive limit's ceiling).
+    :param max_wait: The former name of ``max_retry_wait``; when given, it wins.
     """
 
     conn_name_attr = "klar_conn_id"
@@ -91,17 +108,32 @@ class KlarHook(BaseHook):
         api_version: str | None = None,
         *,
         timeout: float | None = None,
-        max_attempts: int = 5,
-        max_wait: float = 60.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+        max_retry_time: float = DEFAULT_MAX_RETRY_TIME,
+        max_concurrency: int = POOL_SIZE,
+        max_wait: float | None = None,
     ) -> None:
         super().__init__()
+        if max_wait is not None:  # the former name: kept so existing code goes on working
+            max_retry_wait = max_wait
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}.")
+        check_retry_settings(max_attempts, max_retry_wait, max_retry_time)
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(
+                f"max_concurrency must be a whole number of at least 1; got {max_concurrency!r}."
+            )
         self.klar_conn_id = klar_conn_id
         self.api_version = api_version
         self.timeout = timeout
+        self.max_concurrency = max_concurrency
         #: Replace (``dataclasses.replace``) to change attempts, waits, or the sleep function in tests.
-        self.retry_policy = RetryPolicy(max_attempts=max_attempts, max_wait=max_wait)
+        self.retry_policy = RetryPolicy(
+            max_attempts=max_attempts, max_retry_wait=max_retry_wait, max_retry_time=max_retry_time
+        )
+        #: The adaptive bound on requests in flight, shared by every thread using this hook.
+        self.limiter = ConcurrencyLimiter(max_concurrency, log=self.log)
         self._lock = threading.Lock()
         self._settings: KlarConnectionSettings | None = None
         self._client: httpx.Client | None = None
@@ -203,6 +235,7 @@ class KlarHook(BaseHook):
             # One verifying context per hook: building one costs milliseconds, so the async path reuses it.
             self._ssl_context = httpx.create_ssl_context()
         read = self.timeout or settings.timeout or DEFAULT_READ_TIMEOUT
+        pool = max(POOL_SIZE, self.max_concurrency)
         return {
             "base_url": settings.base_url,
             "auth": _BearerAuth(settings.token),
@@ -212,7 +245,7 @@ class KlarHook(BaseHook):
                 "User-Agent": USER_AGENT,
             },
             "timeout": httpx.Timeout(read, connect=CONNECT_TIMEOUT),
-            "limits": httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
+            "limits": httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
             "verify": self._ssl_context,
             # A redirect would be a misconfigured base URL; following it could replay a POST elsewhere.
             "follow_redirects": False,
@@ -232,6 +265,9 @@ class KlarHook(BaseHook):
         """Close the HTTP client and its connections; the hook makes a new one if used again."""
         with self._lock:
             client, self._client = self._client, None
+            # Requests waiting for a slot end now; a hook used again gets a fresh limiter.
+            limiter, self.limiter = self.limiter, ConcurrencyLimiter(self.max_concurrency, log=self.log)
+        limiter.close()
         if client is not None:
             client.close()
 
@@ -258,15 +294,20 @@ class KlarHook(BaseHook):
         client = self.get_conn()
         policy = policy or self.retry_policy
         what = f"{method} {path}"
+        scrub = self._scrubber()
+        limiter = self.limiter
 
         def attempt() -> httpx.Response:
-            try:
-                response = client.request(method, path, params=params, content=content)
-            except httpx.HTTPError as err:
-                raise failure_for_error(
-                    err, what=what, base_url=self.base_url, conn_id=self.klar_conn_id
-                ) from None
-            failure = failure_for_response(response, now=policy.clock())
+            with limiter.slot() as slot:
+                try:
+                    response = client.request(method, path, params=params, content=content)
+                except httpx.HTTPError as err:
+                    limiter.report(slot, None)
+                    raise failure_for_error(
+                        err, what=what, base_url=self.base_url, conn_id=self.klar_conn_id, scrub=scrub
+                    ) from None
+                limiter.report(slot, response.status_code)
+            failure = failure_for_response(response, now=policy.clock(), scrub=scrub)
             if failure is not None:
                 raise failure
             return response
@@ -393,6 +434,7 @@ class KlarHook(BaseHook):
             self._ssl_context = await asyncio.to_thread(httpx.create_ssl_context)
         policy = self.retry_policy
         what = f"GET {row.status_path}"
+        scrub = Scrubber(settings.token)
         # A client per call: the triggerer may run each poll on another event loop, and polls are
         # minutes apart, so a kept-alive pool would buy nothing.
         async with httpx.AsyncClient(**self._client_kwargs(settings)) as client:
@@ -402,9 +444,9 @@ class KlarHook(BaseHook):
                     response = await client.get(row.status_path)
                 except httpx.HTTPError as err:
                     raise failure_for_error(
-                        err, what=what, base_url=settings.base_url, conn_id=self.klar_conn_id
+                        err, what=what, base_url=settings.base_url, conn_id=self.klar_conn_id, scrub=scrub
                     ) from None
-                failure = failure_for_response(response, now=policy.clock())
+                failure = failure_for_response(response, now=policy.clock(), scrub=scrub)
                 if failure is not None:
                     raise failure
                 return response
@@ -415,7 +457,7 @@ class KlarHook(BaseHook):
             resource=row,
             conn_id=self.klar_conn_id,
             base_url=settings.base_url,
-            scrub=Scrubber(settings.token),
+            scrub=scrub,
         )
 
     def test_connection(self) -> tuple[bool, str]:
@@ -423,7 +465,8 @@ class KlarHook(BaseHook):
         policy = dataclasses.replace(
             self.retry_policy,
             max_attempts=min(self.retry_policy.max_attempts, _TEST_ATTEMPTS),
-            max_wait=min(self.retry_policy.max_wait, _TEST_MAX_WAIT),
+            max_retry_wait=min(self.retry_policy.max_retry_wait, _TEST_MAX_WAIT),
+            max_retry_time=min(self.retry_policy.max_retry_time, _TEST_MAX_RETRY_TIME),
         )
         try:
             status = self._get_status("orders", policy)

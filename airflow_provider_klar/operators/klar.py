@@ -11,6 +11,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import Asset, BaseOperator
 
 from airflow_provider_klar.exceptions import KlarConfigurationError, KlarRejectedRecordsError
+from airflow_provider_klar.hooks._retry import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_RETRY_TIME,
+    DEFAULT_MAX_RETRY_WAIT,
+    check_retry_settings,
+)
 from airflow_provider_klar.links.klar import KlarLink
 from airflow_provider_klar.resources import RESOURCES, get_resource
 from airflow_provider_klar.upload.accounting import check_max_rejected, describe_limit, exceeds_max_rejected
@@ -95,7 +101,8 @@ class KlarUploadOperator(BaseOperator):
     :param mode: ``upload`` (store) or ``validate`` (Klar checks, stores nothing; not for
         ``transaction-costs``, which has no validate endpoint).
     :param batch_size: Most records per request, 1 to 1000.
-    :param max_concurrency: Most requests in flight at once, 1 to 32.
+    :param max_concurrency: Most requests in flight at once, 1 to 32. While Klar answers 429 or 503 the
+        hook sends fewer (halving at each), and climbs back to this as answers are good again.
     :param validation_workers: Processes that parse, validate and encode the records, 1 to 32. With 2
         or more, JSON Lines files are checked by that many forked worker processes (Linux), with the
         same outcomes in the same order; other sources stay in the task's process. Pays off for large
@@ -118,6 +125,12 @@ class KlarUploadOperator(BaseOperator):
     :param klar_conn_id: The Airflow connection of type ``klar``.
     :param api_version: The API version (``MM.YYYY``); default the connection's, then the resource's.
         Templated.
+    :param max_attempts: Attempts per request that may fail for other reasons than rate limiting
+        (network errors, timeouts, 5xx without ``Retry-After``), the first included. Rate-limit answers
+        (429, or any with ``Retry-After``) are bounded by ``max_retry_time`` only.
+    :param max_retry_wait: Longest wait between two attempts of a request, in seconds; also caps
+        ``Retry-After``.
+    :param max_retry_time: Most seconds one request (one batch) may take, its retries and waits included.
     :param map_index_template: The label of a mapped task instance; by default the name of its file.
     """
 
@@ -146,6 +159,9 @@ class KlarUploadOperator(BaseOperator):
         source_conn_id: str | None = None,
         klar_conn_id: str = "klar_default",
         api_version: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+        max_retry_time: float = DEFAULT_MAX_RETRY_TIME,
         map_index_template: str | None = DEFAULT_MAP_INDEX_TEMPLATE,
         **kwargs: Any,
     ) -> None:
@@ -158,6 +174,7 @@ class KlarUploadOperator(BaseOperator):
             upload_mode = UploadMode(mode)
             check_limits(batch_size, max_batch_bytes)
             max_rejected = check_max_rejected(max_rejected)
+            check_retry_settings(max_attempts, max_retry_wait, max_retry_time)
             EngineSettings(
                 resource="orders",
                 api_version="07.2025",
@@ -192,6 +209,9 @@ class KlarUploadOperator(BaseOperator):
         self.source_conn_id = source_conn_id
         self.klar_conn_id = klar_conn_id
         self.api_version = api_version
+        self.max_attempts = max_attempts
+        self.max_retry_wait = max_retry_wait
+        self.max_retry_time = max_retry_time
         self._stop: threading.Event | None = None
         self._hook: Any = None
 
@@ -236,7 +256,14 @@ class KlarUploadOperator(BaseOperator):
         mode = UploadMode(self.mode)
         row = _check_resource(self.resource, mode)
         self._stop = threading.Event()
-        hook = self._hook = KlarHook(self.klar_conn_id, api_version=self.api_version)
+        hook = self._hook = KlarHook(
+            self.klar_conn_id,
+            api_version=self.api_version,
+            max_attempts=self.max_attempts,
+            max_retry_wait=self.max_retry_wait,
+            max_retry_time=self.max_retry_time,
+            max_concurrency=self.max_concurrency,
+        )
         try:
             api_version = hook.api_version_for(row.name)
             validator = self._validator(row.name, api_version)

@@ -26,6 +26,12 @@ from airflow_provider_klar.exceptions import (
     KlarSubmissionFailedError,
     KlarTransientError,
 )
+from airflow_provider_klar.hooks._retry import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_RETRY_TIME,
+    DEFAULT_MAX_RETRY_WAIT,
+    check_retry_settings,
+)
 from airflow_provider_klar.resources import get_resource
 from airflow_provider_klar.triggers.klar import KlarStatusTrigger, StatusState, check_status, to_utc
 
@@ -83,6 +89,11 @@ class KlarStatusSensor(BaseSensorOperator):
         when False, keep waiting for a success instead.
     :param klar_conn_id: The Airflow connection to Klar. Templated.
     :param api_version: The API version for the hook; the status path has none. Templated.
+    :param max_attempts: Attempts per status request that may fail for other reasons than rate
+        limiting, the first included; what remains after them is logged and the sensor keeps waiting.
+    :param max_retry_wait: Longest wait between two attempts, in seconds; also caps ``Retry-After``
+        (not to be confused with the base sensor's ``max_wait`` between pokes).
+    :param max_retry_time: Most seconds one status request may take, its retries and waits included.
     :param deferrable: Check once, then hand the polling to :class:`KlarStatusTrigger` on the
         triggerer, freeing the worker slot. Defaults to ``[operators] default_deferrable``.
     :param kwargs: Passed to ``BaseSensorOperator``: ``poke_interval`` (also the trigger's poll
@@ -101,9 +112,16 @@ class KlarStatusSensor(BaseSensorOperator):
         fail_on_failure: bool = True,
         klar_conn_id: str = "klar_default",
         api_version: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+        max_retry_time: float = DEFAULT_MAX_RETRY_TIME,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
+        try:
+            check_retry_settings(max_attempts, max_retry_wait, max_retry_time)
+        except ValueError as err:
+            raise KlarConfigurationError(str(err)) from None
         super().__init__(**kwargs)
         self.resource = resource
         self.since = since
@@ -111,6 +129,9 @@ class KlarStatusSensor(BaseSensorOperator):
         self.fail_on_failure = fail_on_failure
         self.klar_conn_id = klar_conn_id
         self.api_version = api_version
+        self.max_attempts = max_attempts
+        self.max_retry_wait = max_retry_wait
+        self.max_retry_time = max_retry_time
         self.deferrable = deferrable
         self._hook: KlarHook | None = None
         self._deadline: float | None = None
@@ -169,7 +190,13 @@ class KlarStatusSensor(BaseSensorOperator):
         if self._hook is None:
             from airflow_provider_klar.hooks.klar import KlarHook
 
-            self._hook = KlarHook(klar_conn_id=self.klar_conn_id, api_version=self.api_version)
+            self._hook = KlarHook(
+                klar_conn_id=self.klar_conn_id,
+                api_version=self.api_version,
+                max_attempts=self.max_attempts,
+                max_retry_wait=self.max_retry_wait,
+                max_retry_time=self.max_retry_time,
+            )
         return self._hook
 
     # -- poke, reschedule and the first check of deferrable mode ---------------------------------
@@ -237,6 +264,9 @@ class KlarStatusSensor(BaseSensorOperator):
                 min_total=min_total,
                 fail_on_failure=self.fail_on_failure,
                 poll_interval=self.poke_interval,
+                max_attempts=self.max_attempts,
+                max_retry_wait=self.max_retry_wait,
+                max_retry_time=self.max_retry_time,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=remaining + DEFERRAL_GRACE_S),

@@ -19,6 +19,11 @@ import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_klar.exceptions import KlarConfigurationError, KlarTransientError
+from airflow_provider_klar.hooks._retry import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_RETRY_TIME,
+    DEFAULT_MAX_RETRY_WAIT,
+)
 from airflow_provider_klar.results import KlarStatus
 
 if TYPE_CHECKING:
@@ -165,6 +170,9 @@ class KlarStatusTrigger(BaseTrigger):
     :param min_total: When given, also wait until Klar's ``total`` reaches it.
     :param fail_on_failure: Whether a failed latest submission ends the wait with a ``failed`` event.
     :param poll_interval: Seconds between two polls.
+    :param max_attempts: The hook's attempts per poll that may fail for other reasons than rate limiting.
+    :param max_retry_wait: The hook's longest wait between two attempts of a poll, in seconds.
+    :param max_retry_time: Most seconds one poll may take, its retries and waits included.
     """
 
     def __init__(
@@ -178,6 +186,9 @@ class KlarStatusTrigger(BaseTrigger):
         min_total: int | None = None,
         fail_on_failure: bool = True,
         poll_interval: float = 60.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+        max_retry_time: float = DEFAULT_MAX_RETRY_TIME,
     ) -> None:
         super().__init__()
         self.resource = resource
@@ -188,6 +199,9 @@ class KlarStatusTrigger(BaseTrigger):
         self.min_total = None if min_total is None else int(min_total)
         self.fail_on_failure = bool(fail_on_failure)
         self.poll_interval = max(float(poll_interval), 0.0)
+        self.max_attempts = int(max_attempts)
+        self.max_retry_wait = float(max_retry_wait)
+        self.max_retry_time = float(max_retry_time)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the primitive keyword arguments that rebuild this trigger."""
@@ -202,13 +216,22 @@ class KlarStatusTrigger(BaseTrigger):
                 "min_total": self.min_total,
                 "fail_on_failure": self.fail_on_failure,
                 "poll_interval": self.poll_interval,
+                "max_attempts": self.max_attempts,
+                "max_retry_wait": self.max_retry_wait,
+                "max_retry_time": self.max_retry_time,
             },
         )
 
     def _make_hook(self) -> KlarHook:
         from airflow_provider_klar.hooks.klar import KlarHook
 
-        return KlarHook(klar_conn_id=self.klar_conn_id, api_version=self.api_version)
+        return KlarHook(
+            klar_conn_id=self.klar_conn_id,
+            api_version=self.api_version,
+            max_attempts=self.max_attempts,
+            max_retry_wait=self.max_retry_wait,
+            max_retry_time=self.max_retry_time,
+        )
 
     def _next_delay(self, consecutive_errors: int) -> float:
         if consecutive_errors == 0:

@@ -45,6 +45,13 @@ class Script:
         self.requests: list[httpx.Request] = []
         self.sleeps: list[float] = []
 
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+    def monotonic(self) -> float:
+        """A clock that only the recorded sleeps advance: the time budget sees the waits."""
+        return sum(self.sleeps)
+
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         answer = next(self.answers)
@@ -56,7 +63,7 @@ class Script:
         hook = KlarHook(**kwargs)  # type: ignore[arg-type]
         hook._transport = httpx.MockTransport(self)
         hook.retry_policy = dataclasses.replace(
-            hook.retry_policy, sleep=self.sleeps.append, clock=lambda: NOW
+            hook.retry_policy, sleep=self.sleep, clock=lambda: NOW, monotonic=self.monotonic
         )
         return hook
 
@@ -127,20 +134,20 @@ def test_retry_after_http_date_is_honoured() -> None:
 
 def test_retry_after_is_capped_by_max_wait() -> None:
     script = Script(httpx.Response(429, headers={"Retry-After": "3600"}), _valid())
-    script.hook(max_wait=20.0).upload("orders", ORDERS)
+    script.hook(max_retry_wait=20.0).upload("orders", ORDERS)
     assert script.sleeps == [20.0]
 
 
 def test_backoff_without_retry_after_is_full_jitter_within_the_exponential_ceiling() -> None:
     script = Script(*[httpx.Response(503)] * 4, _valid())
-    script.hook(max_attempts=5, max_wait=3.0).upload("orders", ORDERS)
+    script.hook(max_attempts=5, max_retry_wait=3.0).upload("orders", ORDERS)
     ceilings = [1.0, 2.0, 3.0, 3.0]  # 1, 2, 4 -> capped at 3, 8 -> capped at 3
     assert len(script.sleeps) == 4
     assert all(0.0 <= wait <= ceiling for wait, ceiling in zip(script.sleeps, ceilings, strict=True))
 
 
 def test_jitter_spreads_waits() -> None:
-    policy = RetryPolicy(max_wait=60.0)
+    policy = RetryPolicy(max_retry_wait=60.0)
     waits = {policy.wait_for(4, TransientFailure("HTTP 503", status=503)) for _ in range(50)}
     assert len(waits) > 40
     assert all(0.0 <= w <= 8.0 for w in waits)
@@ -148,11 +155,15 @@ def test_jitter_spreads_waits() -> None:
 
 def test_exhausted_attempts_raise_a_transient_error_naming_the_last_failure() -> None:
     script = Script(*[httpx.Response(503)] * 3)
-    with pytest.raises(KlarTransientError, match=r"HTTP 503 on all 3 attempt") as raised:
+    with pytest.raises(KlarTransientError, match=r"HTTP 503 after 3 attempt") as raised:
         script.hook(max_attempts=3).upload("orders", ORDERS)
     assert raised.value.http_status == 503
     assert len(script.requests) == 3
     assert len(script.sleeps) == 2
+    assert "3 of 3 counted attempt(s) failed" in str(raised.value)
+    # Only settings that exist are suggested.
+    assert "raise max_attempts or max_retry_time" in str(raised.value)
+    assert "max_retry_wait" not in str(raised.value)
 
 
 def test_exhausted_network_errors_raise_a_transient_error() -> None:
@@ -171,7 +182,10 @@ def test_each_retry_is_logged_as_a_warning(
     captured = capsys.readouterr()
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     lines += [line for line in (captured.out + captured.err).splitlines() if "warning" in line.lower()]
-    expected = "POST /07.2025/orders/json failed with HTTP 429 (attempt 1 of 5); retrying in 2.0 s."
+    expected = (
+        "POST /07.2025/orders/json failed with HTTP 429 (attempt 1; 0 of 10 counted, 0 of 600 s used); "
+        "retrying in 2.0 s."
+    )
     assert any(expected in line for line in lines), lines
 
 
@@ -237,3 +251,61 @@ def test_other_transport_errors_are_final_request_errors() -> None:
     with pytest.raises(KlarRequestError, match="Check the host of connection 'klar_default'"):
         script.hook().get_status("orders")
     assert script.sleeps == []
+
+
+def _slow_down(seconds: int = 1) -> httpx.Response:
+    return httpx.Response(429, headers={"Retry-After": str(seconds)}, json={"message": "slow down"})
+
+
+def test_rate_limit_answers_do_not_use_up_the_attempts() -> None:
+    script = Script(*[_slow_down()] * 25, httpx.Response(503), _valid())
+    result = script.hook(max_attempts=2).upload("orders", ORDERS)
+    assert result.accepted_count == 2
+    assert len(script.requests) == 27
+    assert script.sleeps[:25] == [1.0] * 25
+
+
+def test_a_503_with_retry_after_counts_as_rate_limiting() -> None:
+    answers = [httpx.Response(503, headers={"Retry-After": "2"})] * 4
+    script = Script(*answers, _valid())
+    assert script.hook(max_attempts=1).upload("orders", ORDERS).accepted_count == 2
+    assert script.sleeps == [2.0] * 4
+
+
+def test_the_retry_time_bounds_honoured_waits() -> None:
+    script = Script(*[_slow_down(30)] * 10)
+    with pytest.raises(KlarTransientError) as raised:
+        script.hook(max_retry_time=100.0).upload("orders", ORDERS)
+    # 30 + 30 + 30 s waited; a fourth wait would end at 120 s, past the budget, so it is not started.
+    assert script.sleeps == [30.0] * 3
+    assert len(script.requests) == 4
+    message = str(raised.value)
+    assert "the next wait of 30 s would pass max_retry_time=100 s" in message
+    assert "4 of them rate-limited" in message
+    assert 'Klar said: {"message":"slow down"}' in message
+    assert raised.value.http_status == 429
+
+
+def test_the_retry_time_also_bounds_backoff_after_errors() -> None:
+    script = Script(*[httpx.ConnectError("refused")] * 50)
+    with pytest.raises(KlarTransientError, match="would pass max_retry_time=5 s"):
+        script.hook(max_attempts=50, max_retry_wait=2.0, max_retry_time=5.0).upload("orders", ORDERS)
+    assert sum(script.sleeps) <= 5.0
+    assert len(script.requests) < 50
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be a whole number of at least 1; got 0."),
+        ({"max_attempts": 2.5}, "max_attempts must be a whole number of at least 1; got 2.5."),
+        ({"max_retry_wait": -1}, "max_retry_wait must be a number of seconds, not negative; got -1."),
+        ({"max_retry_time": 0}, "max_retry_time must be a positive number of seconds; got 0."),
+        ({"max_retry_time": float("inf")}, "max_retry_time must be a positive number of seconds; got inf."),
+        ({"max_concurrency": 0}, "max_concurrency must be a whole number of at least 1; got 0."),
+    ],
+)
+def test_the_hook_checks_its_retry_settings(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        KlarHook(**kwargs)  # type: ignore[arg-type]
+    assert str(raised.value) == message

@@ -45,6 +45,9 @@ def test_construction_does_no_io() -> None:
         ({"mode": "dry-run"}, "mode must be 'upload' or 'validate', got 'dry-run'"),
         ({"resource": "invoices"}, "Unknown Klar resource 'invoices'"),
         ({"resource": "transaction-costs", "mode": "validate"}, "no validate endpoint for transaction-costs"),
+        ({"max_attempts": 0}, "max_attempts must be a whole number of at least 1; got 0"),
+        ({"max_retry_wait": -2}, "max_retry_wait must be a number of seconds, not negative; got -2"),
+        ({"max_retry_time": "10m"}, "max_retry_time must be a positive number of seconds; got '10m'"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], message: str) -> None:

@@ -185,6 +185,9 @@ def test_deferrable_defers_to_the_trigger_after_one_check() -> None:
         min_total=3,
         since="2025-07-01T06:05:00Z",
         klar_conn_id="klar_prod",
+        max_attempts=4,
+        max_retry_wait=2.5,
+        max_retry_time=90,
     )
     before = time.time()
     with pytest.raises(TaskDeferred) as info:
@@ -202,6 +205,7 @@ def test_deferrable_defers_to_the_trigger_after_one_check() -> None:
     assert kwargs["min_total"] == 3
     assert kwargs["poll_interval"] == 15
     assert kwargs["fail_on_failure"] is True
+    assert (kwargs["max_attempts"], kwargs["max_retry_wait"], kwargs["max_retry_time"]) == (4, 2.5, 90.0)
     # The trigger's deadline is the task's start plus timeout, as in poke mode.
     assert before + 600 <= kwargs["end_time"] <= after + 600
     assert timedelta(seconds=600) < deferred.timeout <= timedelta(seconds=600 + DEFERRAL_GRACE_S)
@@ -335,3 +339,11 @@ def test_deferrable_with_no_time_left_times_out_without_deferring() -> None:
         make_sensor(ScriptedStatusHook([status(at(-3))]), deferrable=True, timeout=0, soft_fail=True).execute(
             context()
         )
+
+
+def test_the_retry_settings_reach_the_hook_and_are_checked() -> None:
+    sensor = KlarStatusSensor(task_id="s", max_attempts=2, max_retry_wait=1.0, max_retry_time=30)
+    policy = sensor.hook.retry_policy
+    assert (policy.max_attempts, policy.max_retry_wait, policy.max_retry_time) == (2, 1.0, 30)
+    with pytest.raises(KlarConfigurationError, match="max_retry_time must be a positive number"):
+        KlarStatusSensor(task_id="s", max_retry_time=-1)

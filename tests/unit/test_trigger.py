@@ -168,6 +168,9 @@ def test_serialize_round_trips_with_primitives_only() -> None:
         min_total=5,
         fail_on_failure=False,
         poll_interval=30,
+        max_attempts=3,
+        max_retry_wait=5,
+        max_retry_time=45,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_klar.triggers.klar.KlarStatusTrigger"
@@ -180,7 +183,13 @@ def test_serialize_round_trips_with_primitives_only() -> None:
         "min_total": 5,
         "fail_on_failure": False,
         "poll_interval": 30.0,
+        "max_attempts": 3,
+        "max_retry_wait": 5.0,
+        "max_retry_time": 45.0,
     }
+    # The hook the triggerer builds uses the retry settings.
+    policy = trigger._make_hook().retry_policy
+    assert (policy.max_attempts, policy.max_retry_wait, policy.max_retry_time) == (3, 5.0, 45.0)
     # Primitives only: JSON survives, and the rebuilt trigger serializes to the same thing.
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
