@@ -1,7 +1,8 @@
 """The sandbox's FastAPI app: Klar's routes for every resource and version, and ``/_sandbox/`` inspection.
 
-Routes are generated from ``resources.py``: one ``/json`` (and ``/validate`` where Klar has one) per
-known version, and one ``/status`` per resource, so an unknown version or resource is a 404 as on Klar.
+Routes are generated from the sandbox's own :mod:`~airflow_provider_klar.sandbox.contract` (never from the
+provider's resource table): one ``/json`` (and ``/validate`` where Klar has one) per known version, and
+one ``/status`` per resource, so an unknown version or resource is a 404 as on Klar.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_provider_klar.resources import MAX_BATCH_SIZE, RESOURCES, KlarResource
+from airflow_provider_klar.sandbox.contract import CONTRACT, MAX_OBJECTS, ResourceContract
 from airflow_provider_klar.sandbox.docs import (
     APP_DESCRIPTION,
     TAGS,
@@ -29,7 +30,13 @@ from airflow_provider_klar.sandbox.docs import (
 from airflow_provider_klar.sandbox.engine import Sandbox, log_entry
 from airflow_provider_klar.sandbox.faults import Fault
 from airflow_provider_klar.sandbox.inspect import inspection_router
-from airflow_provider_klar.sandbox.responses import Answer, nest_error
+from airflow_provider_klar.sandbox.responses import (
+    ECHO_HEADER,
+    Answer,
+    echo_authorization,
+    nest_error,
+    proxy_page,
+)
 
 #: Paths that are neither Klar's nor subject to faults.
 _OWN_PATHS = ("/_sandbox", "/docs", "/redoc", "/openapi.json")
@@ -55,6 +62,10 @@ def _unauthorized() -> Answer:
 class FaultMiddleware:
     """Pure ASGI middleware: latency and injected faults for Klar's routes, and the request log.
 
+    A request is logged when it arrives, before anything else happens to it, and its entry is complete
+    (status, records, fault, duration) before the first byte of the answer leaves or the connection is
+    dropped: a client that has its answer can read the log and find its request there, finished.
+
     :param app: The wrapped ASGI app.
     :param sandbox: The sandbox whose fault knobs and log to use.
     """
@@ -71,50 +82,84 @@ class FaultMiddleware:
         request = Request(scope)
         entry = log_entry(scope["method"], scope["path"], request.query_params)
         scope.setdefault("state", {})["klar_log"] = entry
+        sandbox = self.sandbox
+        sandbox.log_request(entry)
+
+        def finish(status: int | None, state: str) -> None:
+            sandbox.update_request(
+                entry,
+                status=status,
+                state=state,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+
         try:
-            latency = self.sandbox.faults.latency_ms
-            if latency:
-                await asyncio.sleep(latency / 1000)  # async: other requests are served meanwhile
-            fault = self.sandbox.faults.decide()
-            if fault is not None and not fault.after:
-                entry["fault"] = fault.reason
-                await self._inject(fault, scope, receive, send, entry)
-                return
+            delay = sandbox.faults.delay()
+            if delay:
+                await asyncio.sleep(delay)  # async: other requests are served meanwhile
+            fault = sandbox.faults.decide()
             if fault is not None:
-                entry["fault"] = fault.reason
+                sandbox.update_request(entry, fault=fault.reason)
+            if fault is not None and not fault.after:
+                await self._inject(fault, scope, receive, send, finish)
+                return
 
             async def logging_send(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    entry["status"] = message["status"]
                     if fault is not None:  # handled (and stored); now lose the answer on the way
-                        entry["status"] = None
+                        finish(None, "dropped")
                         await _drop(receive)
                         return
+                    finish(message["status"], "answered")
                 if fault is None:
                     await send(message)
 
             await self.app(scope, receive, logging_send)
         finally:
-            entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
-            self.sandbox.log_request(entry)
+            if entry["state"] == "received":  # the app failed, or the client went away
+                finish(entry["status"], "failed")
 
-    async def _inject(self, fault: Fault, scope: Scope, receive: Receive, send: Send, entry: dict) -> None:
+    async def _inject(
+        self,
+        fault: Fault,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        finish: Callable[[int | None, str], None],
+    ) -> None:
         if fault.drop:
-            if await _drop(receive):
+            transport = _transport(receive)
+            if transport is not None:
+                finish(None, "dropped")
+                await _drop(receive)
                 return
             fault = Fault(fault.reason, 502)  # another server: the closest thing to a drop
         assert fault.status is not None
-        entry["status"] = fault.status
-        answer = nest_error(fault.status, f"Injected by the Klar sandbox ({fault.reason}).")
-        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
-        await _to_response(Answer(answer.status, answer.body, headers))(scope, receive, send)
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        finish(fault.status, "answered")
+        if self.sandbox.faults.echo_auth:
+            # A proxy's error page: not JSON, and (carelessly) repeating the request's credentials.
+            authorization = Request(scope).headers.get("authorization", "")
+            headers[ECHO_HEADER] = authorization
+            content = proxy_page(
+                fault.status, f"Injected by the Klar sandbox ({fault.reason})", authorization
+            )
+            response = Response(content, fault.status, headers=headers, media_type="text/plain")
+        else:
+            answer = nest_error(fault.status, f"Injected by the Klar sandbox ({fault.reason}).")
+            response = _to_response(Answer(answer.status, answer.body, headers))
+        await response(scope, receive, send)
+
+
+def _transport(receive: Receive) -> Any:
+    # Uvicorn's receive() is a bound method of its request cycle, which holds the transport.
+    return getattr(getattr(receive, "__self__", None), "transport", None)
 
 
 async def _drop(receive: Receive) -> bool:
     """Close the client's connection without a byte of answer; return whether that was possible."""
-    # Uvicorn's receive() is a bound method of its request cycle, which holds the transport:
-    # aborting it closes the socket like a crashed load balancer would.
-    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    # Aborting the transport closes the socket like a crashed load balancer would.
+    transport = _transport(receive)
     if transport is None:
         return False
     transport.abort()
@@ -124,25 +169,37 @@ async def _drop(receive: Receive) -> bool:
 
 
 def _klar_route(
-    sandbox: Sandbox, row: KlarResource, version: str, mode: str
+    sandbox: Sandbox, row: ResourceContract, version: str, mode: str
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         if not _authorized(sandbox, request):
-            return _to_response(_unauthorized())
+            return _refuse(sandbox, request)
         body = await request.body()
         query = dict(request.query_params)
+        authorization = request.headers.get("authorization", "")
         # Validation and SQLite are blocking work: a thread keeps the event loop free for others.
-        answer, n = await run_in_threadpool(sandbox.submit, row, version, mode, body, query)
-        request.scope.get("state", {}).get("klar_log", {})["records"] = n
+        answer, n = await run_in_threadpool(
+            sandbox.submit, row, version, mode, body, query, authorization=authorization
+        )
+        entry = request.scope.get("state", {}).get("klar_log")
+        if entry is not None:
+            sandbox.update_request(entry, records=n)
         return _to_response(answer)
 
     return endpoint
 
 
-def _status_route(sandbox: Sandbox, row: KlarResource) -> Callable[[Request], Awaitable[Response]]:
+def _refuse(sandbox: Sandbox, request: Request) -> Response:
+    answer = _unauthorized()
+    if sandbox.faults.echo_auth:
+        answer = echo_authorization(answer, request.headers.get("authorization", ""))
+    return _to_response(answer)
+
+
+def _status_route(sandbox: Sandbox, row: ResourceContract) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         if not _authorized(sandbox, request):
-            return _to_response(_unauthorized())
+            return _refuse(sandbox, request)
         status = await run_in_threadpool(sandbox.status, row.name)
         return _to_response(Answer(200, status))
 
@@ -194,14 +251,13 @@ def create_app(
     app = FastAPI(
         title="Klar Open API (local sandbox)",
         version="sandbox",
-        description=APP_DESCRIPTION.format(max_batch=MAX_BATCH_SIZE),
+        description=APP_DESCRIPTION.format(max_batch=MAX_OBJECTS),
         openapi_tags=TAGS,
     )
     app.state.sandbox = state
-    for row in RESOURCES.values():
+    for row in CONTRACT.values():
         for version in row.versions:
-            modes = ("upload", "validate") if row.has_validate else ("upload",)
-            for mode in modes:
+            for mode in row.modes:
                 app.add_api_route(
                     row.path(version, mode),
                     _klar_route(state, row, version, mode),
@@ -218,10 +274,10 @@ def create_app(
             response_model=None,
             **status_doc(row),
         )
-        if row.status_path.endswith("/status"):
-            # One help page names the status path ``/state``; answer there too, undocumented.
+        for alias in row.status_aliases:
+            # The help page names the status path ``/state`` in one place; answer there too, undocumented.
             app.add_api_route(
-                row.status_path[: -len("status")] + "state",
+                alias,
                 _status_route(state, row),
                 methods=["GET"],
                 include_in_schema=False,

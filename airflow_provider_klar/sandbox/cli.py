@@ -3,6 +3,7 @@
 Example::
 
     klar-sandbox --port 8765 --token dev-token --db /tmp/klar.db --latency-ms 50 --rate-limit 20/s
+    klar-sandbox --port 0 --envelope cogs=array --max-body-bytes 200000 --echo-auth --latency-jitter-ms 40
 
 With ``--port 0`` a free port is chosen; the first line printed names the URL
 (``Klar sandbox listening on http://127.0.0.1:<port>``), so a script can read it.
@@ -17,7 +18,31 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from airflow_provider_klar.sandbox.faults import parse_rate
+from airflow_provider_klar.sandbox.contract import ENVELOPES
+from airflow_provider_klar.sandbox.faults import SWITCHABLE, parse_rate
+
+
+def _envelope(text: str) -> tuple[str | None, str]:
+    resource, _, shape = text.rpartition("=")
+    if shape not in ENVELOPES or (resource and resource not in SWITCHABLE):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use {' or '.join(ENVELOPES)} (every cost resource), or RESOURCE=SHAPE with "
+            f"RESOURCE one of {', '.join(SWITCHABLE)}."
+        )
+    return resource or None, shape
+
+
+def envelope_knob(values: Sequence[tuple[str | None, str]] | None) -> str | dict[str, str] | None:
+    """Turn repeated ``--envelope`` values into the ``envelope`` switch (a shape, or one per resource)."""
+    if not values:
+        return None
+    knob: dict[str, str] = {}
+    for resource, shape in values:
+        if resource is None:
+            knob.update(dict.fromkeys(SWITCHABLE, shape))
+        else:
+            knob[resource] = shape
+    return knob
 
 
 def _rate(text: str) -> float | None:
@@ -48,6 +73,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate-limit", type=_rate, default=None, help="requests allowed, e.g. 10/s or 600/m")
     parser.add_argument("--retry-after", type=float, default=1, help="Retry-After seconds sent with 429")
     parser.add_argument("--seed", type=int, default=None, help="seed for the random faults")
+    parser.add_argument(
+        "--latency-jitter-ms",
+        type=float,
+        default=0,
+        help="random extra delay per request, up to this (answers come back out of order)",
+    )
+    parser.add_argument(
+        "--envelope",
+        type=_envelope,
+        action="append",
+        metavar="[RESOURCE=]array|items",
+        help="body shape the cost resources expect (default items); repeat for several resources",
+    )
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=None, help="answer 413 to request bodies larger than this"
+    )
+    parser.add_argument(
+        "--echo-auth",
+        action="store_true",
+        help="repeat the request's Authorization header in error texts (to test token scrubbing)",
+    )
     return parser
 
 
@@ -77,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         drop_rate=args.drop_rate,
         retry_after=args.retry_after,
         seed=args.seed,
+        latency_jitter_ms=args.latency_jitter_ms,
+        envelope=envelope_knob(args.envelope),
+        max_body_bytes=args.max_body_bytes,
+        echo_auth=args.echo_auth,
     )
     try:
         sock = socket.create_server((args.host, args.port))

@@ -8,8 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from airflow_provider_klar.resources import MAX_BATCH_SIZE, RESOURCES, KlarResource
-from airflow_provider_klar.sandbox.responses import SUCCESS_ANSWERS
+from airflow_provider_klar.sandbox.contract import CONTRACT, MAX_OBJECTS, ResourceContract
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ It validates with the same models as `airflow-provider-klar` and stores what it 
 Routes under `/_sandbox/` are the sandbox's own (inspection, faults, reset) and need no token.
 """
 
-TAGS = [{"name": name, "description": f"Klar's `{name}` resource."} for name in RESOURCES] + [
+TAGS = [{"name": name, "description": f"Klar's `{name}` resource."} for name in CONTRACT] + [
     {"name": "Sandbox inspection (not Klar)", "description": "What the sandbox received; fault knobs."}
 ]
 
@@ -76,13 +75,12 @@ def _example(description: str, example: Any = None) -> dict[str, Any]:
     return entry
 
 
-def _body_placeholder(row: KlarResource, version: str, mode: str) -> dict[str, Any]:
-    array: dict[str, Any] = {"type": "array", "maxItems": MAX_BATCH_SIZE, "items": {"type": "object"}}
-    wrapper = row.wrapper(mode)
+def _body_placeholder(row: ResourceContract, version: str, mode: str) -> dict[str, Any]:
+    array: dict[str, Any] = {"type": "array", "maxItems": MAX_OBJECTS, "items": {"type": "object"}}
     schema = (
         array
-        if wrapper is None
-        else {"type": "object", "required": [wrapper], "properties": {wrapper: array}}
+        if row.envelope == "array"
+        else {"type": "object", "required": ["items"], "properties": {"items": array}}
     )
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
@@ -91,27 +89,29 @@ def _body_placeholder(row: KlarResource, version: str, mode: str) -> dict[str, A
     }
 
 
-def route_doc(row: KlarResource, version: str, mode: str) -> dict[str, Any]:
+def route_doc(row: ResourceContract, version: str, mode: str) -> dict[str, Any]:
     """Return ``add_api_route`` keyword arguments documenting one of Klar's POST routes."""
-    code, body = SUCCESS_ANSWERS[(row.name, mode)]
+    code, body = row.success(mode).code, row.success(mode).body
     verb = "Store (create or overwrite)" if mode == "upload" else "Check, without storing,"
-    shape = "a JSON array" if row.wrapper(mode) is None else f'`{{"{row.wrapper(mode)}": [...]}}`'
+    shape = "a JSON array" if row.envelope == "array" else '`{"items": [...]}`'
+    if not row.envelope_certain:
+        shape += " (by default; the sandbox's `envelope` switch makes it expect a bare array instead)"
     lines = [
-        f"{verb} up to {MAX_BATCH_SIZE} `{row.name}` objects of API version `{version}`.",
+        f"{verb} up to {MAX_OBJECTS} `{row.name}` objects of API version `{version}`.",
         "",
         f"Body: {shape}. Another wrapper is a 400 naming the expected shape; more than "
-        f"{MAX_BATCH_SIZE} objects is a 413.",
+        f"{MAX_OBJECTS} objects is a 413.",
         "",
         f"All valid: **{code}** with " + ("an empty body." if body is None else '`{"status":"VALID"}`.'),
         "",
         "Any invalid (nothing stored), by query flags:",
     ]
-    if row.name == "orders":
+    if row.partial_success:
         lines += [
             "- `failedOrderIds=true&newErrors=true`: 400 flat errors with `failedOrderIds`;",
             "- `failedOrderIds=true`: 400 `orderIds` and plain-string errors;",
         ]
-    if row.name == "transaction-costs":
+    if row.flat_by_default:
         lines.append("- always: 400 flat `{status: INVALID, errors: [{id, key, message, value}]}`.")
     else:
         lines += [
@@ -119,8 +119,10 @@ def route_doc(row: KlarResource, version: str, mode: str) -> dict[str, Any]:
             "`{status: INVALID, errors: [{id, key: '<index>.<path>', message, value}]}`;",
             "- no flag: 400 class-validator array nested through `children`.",
         ]
-    responses: dict[int | str, dict[str, Any]] = {code: _example("Every object valid.", body)}
-    if row.name == "orders" and mode == "upload":
+    responses: dict[int | str, dict[str, Any]] = {
+        code: _example("Every object valid.", None if body is None else dict(body))
+    }
+    if row.partial_success and mode == "upload":
         lines += [
             "",
             "With `failedOrderIds=true`, a batch mixing valid and invalid orders is **207** "
@@ -137,7 +139,7 @@ def route_doc(row: KlarResource, version: str, mode: str) -> dict[str, Any]:
             }
         }
     responses[401] = _example("Missing or wrong bearer token.")
-    responses[413] = _example(f"More than {MAX_BATCH_SIZE} objects.")
+    responses[413] = _example(f"More than {MAX_OBJECTS} objects.")
     responses[429] = _example("Rate limited (fault injection); see `Retry-After`.")
     return {
         "summary": f"{'Upload' if mode == 'upload' else 'Validate'} {row.name} ({version})",
@@ -149,7 +151,7 @@ def route_doc(row: KlarResource, version: str, mode: str) -> dict[str, Any]:
     }
 
 
-def status_doc(row: KlarResource) -> dict[str, Any]:
+def status_doc(row: ResourceContract) -> dict[str, Any]:
     """Return ``add_api_route`` keyword arguments documenting a status route."""
     example = {
         "total": "2",

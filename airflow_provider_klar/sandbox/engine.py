@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_klar.resources import MAX_BATCH_SIZE, RESOURCES, KlarResource
-from airflow_provider_klar.results import FieldError
+from airflow_provider_klar.sandbox.contract import CONTRACT, MAX_OBJECTS, ResourceContract
 from airflow_provider_klar.sandbox.faults import FaultInjector
 from airflow_provider_klar.sandbox.responses import (
     Answer,
+    Problem,
     RecordCheck,
+    echo_authorization,
     nest_error,
     render_batch,
 )
@@ -109,7 +111,7 @@ def _kind(value: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(type(value), "value")
 
 
-def record_key(row: KlarResource, record: Mapping[str, Any]) -> str:
+def record_key(row: ResourceContract, record: Mapping[str, Any]) -> str:
     """Return the upsert key of ``record``: its id, or a JSON array of the key fields."""
     if len(row.key_fields) == 1:
         return str(record.get(row.key_fields[0]))
@@ -134,6 +136,8 @@ class Sandbox:
         self.faults = FaultInjector(**faults)
         self._log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self._log_lock = threading.Lock()
+        # Notified at every change of the log, so tests wait on a condition instead of sleeping.
+        self._log_changed = threading.Condition(self._log_lock)
         self._validators: dict[tuple[str, str], RecordValidator] = {}
         self._validators_lock = threading.Lock()
 
@@ -149,42 +153,73 @@ class Sandbox:
                 self._validators[key] = found
         return found
 
-    def check(self, row: KlarResource, version: str, items: list[Any]) -> list[RecordCheck]:
+    def check(self, row: ResourceContract, version: str, items: list[Any]) -> list[RecordCheck]:
         """Validate each record with the package's models (errors only; pitfall warnings are ignored)."""
         validator = self.validator(row.name, version)
         checks = []
         for index, item in enumerate(items):
-            if isinstance(item, dict):
-                errors = tuple(validator.validate(item).errors)
+            errors: tuple[Any, ...]
+            if not isinstance(item, dict):
+                errors = (Problem("", f"each {row.name} object must be a JSON object", item),)
             else:
-                errors = (FieldError("", f"each {row.name} object must be a JSON object", item),)
+                try:
+                    errors = tuple(validator.validate(item).errors)
+                except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+                    # A hostile object must be that object's rejection, never a 500 for the batch.
+                    errors = (Problem("", f"cannot be validated ({type(exc).__name__}: {exc})"),)
             checks.append(RecordCheck(index, item, errors))
         return checks
 
     def submit(
-        self, row: KlarResource, version: str, mode: str, body: bytes, query: Mapping[str, str]
+        self,
+        row: ResourceContract,
+        version: str,
+        mode: str,
+        body: bytes,
+        query: Mapping[str, str],
+        *,
+        authorization: str = "",
     ) -> tuple[Answer, int | None]:
         """Handle ``POST /<version>/<resource>/{json,validate}`` after authentication.
 
-        :param row: The resource's table row.
-        :param version: The API version of the path (known to the table).
+        :param row: The resource's contract.
+        :param version: The API version of the path (one the contract names).
         :param mode: ``upload`` for ``/json``, ``validate`` for ``/validate``.
         :param body: The raw request body.
         :param query: The query parameters.
+        :param authorization: The request's ``Authorization`` header, echoed in error texts when the
+            ``echo_auth`` switch is on.
         :returns: Klar's answer, and the number of objects in the body (``None`` when unparsable).
             Side effects (``/json`` only): stores records and updates the status counters.
         """
+        answer, n = self._submit(row, version, mode, body, query)
+        if self.faults.echo_auth:
+            answer = echo_authorization(answer, authorization)
+        return answer, n
+
+    def _submit(
+        self, row: ResourceContract, version: str, mode: str, body: bytes, query: Mapping[str, str]
+    ) -> tuple[Answer, int | None]:
         uploading = mode == "upload"
+        limit = self.faults.max_body_bytes
+        if limit is not None and len(body) > limit:
+            # What a proxy in front of Klar answers: the request never reaches Klar, no counter moves.
+            return nest_error(
+                413, f"Request body of {len(body)} bytes exceeds the limit of {limit} bytes."
+            ), None
+        wrapper = None if self.faults.envelope(row.name) == "array" else "items"
         try:
-            items, raws = parse_batch(body, row.wrapper(mode), row.name)
-        except BadBody as exc:
+            items, raws = parse_batch(body, wrapper, row.name)
+        except (BadBody, RecursionError) as exc:
             if uploading:
                 self.store.record_failure(row.name)
+            if isinstance(exc, RecursionError):
+                return nest_error(400, "The body is nested too deeply to be read."), None
             return nest_error(400, str(exc)), None
-        if len(items) > MAX_BATCH_SIZE:
+        if len(items) > MAX_OBJECTS:
             if uploading:
                 self.store.record_failure(row.name)
-            message = f"At most {MAX_BATCH_SIZE} objects per request; this one has {len(items)}. Split it."
+            message = f"At most {MAX_OBJECTS} objects per request; this one has {len(items)}. Split it."
             return nest_error(413, message), len(items)
         checks = self.check(row, version, items)
         answer, to_store = render_batch(
@@ -217,33 +252,85 @@ class Sandbox:
         return self.store.status(resource).to_api()
 
     def log_request(self, entry: dict[str, Any]) -> None:
-        """Append one entry to the request log."""
-        with self._log_lock:
+        """Append one entry to the request log (when the request arrives, before it is answered)."""
+        with self._log_changed:
             self._log.append(entry)
+            self._log_changed.notify_all()
+
+    def update_request(self, entry: dict[str, Any], **fields: Any) -> None:
+        """Fill in fields of a logged entry (``status``, ``state``, ``records``...), waking waiters."""
+        with self._log_changed:
+            entry.update(fields)
+            self._log_changed.notify_all()
+
+    def _entries(self, include_get: bool) -> list[dict[str, Any]]:
+        # Copies: an entry of a request in progress keeps changing under the lock.
+        return [dict(e) for e in self._log if include_get or e["method"] == "POST"]
 
     def requests(self, *, include_get: bool = False) -> list[dict[str, Any]]:
         """Return the request log, oldest first: POSTs only unless ``include_get``.
 
-        Each entry: ``time``, ``method``, ``path``, ``query`` (dict), ``records`` (objects in the body,
-        or ``None`` when not parsed), ``status`` (``None`` for a dropped connection), ``fault`` (the
-        knob that fired, or ``None``), ``duration_ms``.
+        A request is in the log from the moment it arrives. Each entry: ``time``, ``method``, ``path``,
+        ``query`` (dict), ``records`` (objects in the body, or ``None`` when not parsed), ``status``
+        (``None`` for a dropped connection), ``fault`` (the knob that fired, or ``None``),
+        ``duration_ms``, and ``state``: ``received`` (not answered yet), ``answered``, ``dropped``
+        (connection closed without an answer) or ``failed`` (no answer could be sent). Every field is
+        final before the client can see the answer.
 
         :param include_get: Also return status reads.
         """
         with self._log_lock:
-            entries = list(self._log)
-        return entries if include_get else [e for e in entries if e["method"] == "POST"]
+            return self._entries(include_get)
+
+    def wait_for_requests(
+        self,
+        count: int | Callable[[list[dict[str, Any]]], bool],
+        *,
+        timeout: float = 30.0,
+        include_get: bool = False,
+        finished: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Wait until the log holds ``count`` requests (or a condition holds); return the log then.
+
+        :param count: How many requests to wait for, or a function of the log that says when to stop.
+        :param timeout: Seconds to wait at most (a bound against a hang, not a synchronisation).
+        :param include_get: Also count status reads.
+        :param finished: Count only requests that were answered, dropped or failed (not ``received``).
+        :raises TimeoutError: When the condition does not hold in time; the message shows the log's size.
+        """
+
+        def ready(entries: list[dict[str, Any]]) -> bool:
+            if callable(count):
+                return count(entries)
+            done = [e for e in entries if not finished or e["state"] != "received"]
+            return len(done) >= count
+
+        deadline = time.monotonic() + timeout
+        with self._log_changed:
+            while True:
+                entries = self._entries(include_get)
+                if ready(entries):
+                    return entries
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    want = "the condition" if callable(count) else f"{count} requests"
+                    raise TimeoutError(
+                        f"The Klar sandbox's log has {len(entries)} entries after {timeout:g} s; "
+                        f"waited for {want}."
+                    )
+                self._log_changed.wait(left)
 
     def counts(self) -> dict[str, int]:
         """Return the number of stored records per resource, every resource listed."""
         stored = self.store.counts()
-        return {name: stored.get(name, 0) for name in RESOURCES}
+        return {name: stored.get(name, 0) for name in CONTRACT}
 
     def reset(self) -> None:
         """Forget every record, counter, logged request and fault."""
         self.store.reset()
-        with self._log_lock:
+        with self._log_changed:
             self._log.clear()
+            self._log_changed.notify_all()
         self.faults.reset()
 
     def close(self) -> None:
@@ -252,7 +339,7 @@ class Sandbox:
 
 
 def log_entry(method: str, path: str, query: Mapping[str, str]) -> dict[str, Any]:
-    """Return a fresh request-log entry (``records``, ``status``, ``fault`` filled in later)."""
+    """Return a fresh request-log entry (``records``, ``status``, ``fault``, ``state`` filled in later)."""
     return {
         "time": utc_timestamp(),
         "method": method,
@@ -262,4 +349,5 @@ def log_entry(method: str, path: str, query: Mapping[str, str]) -> dict[str, Any
         "status": None,
         "fault": None,
         "duration_ms": None,
+        "state": "received",
     }

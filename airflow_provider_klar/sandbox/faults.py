@@ -1,7 +1,10 @@
-"""Fault injection: latency, random 5xx, 429 with ``Retry-After``, a rate limit, scripted failures, drops.
+"""Fault injection and switches: latency (with jitter), random 5xx, 429 with ``Retry-After``, a rate limit,
+scripted failures, drops; and the switches that make the sandbox a harder Klar: the body envelope each
+cost resource expects, a body size limit (413) and echoing the ``Authorization`` header in error texts.
 
 Faults apply to Klar's routes only (never to ``/_sandbox/...`` or the docs), in this order: latency,
-then the ``fail_next`` queue, then the rate limit, then ``drop_rate``, then ``fail_rate``.
+then the ``fail_next`` queue, then the rate limit, then ``drop_rate``, then ``fail_rate``. The switches
+are read by the engine while it handles a request.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_klar.sandbox.contract import CONTRACT, ENVELOPES, Envelope
+
 #: The ``fail_next`` entry that closes the connection without answering (nothing is stored).
 DROP = "drop"
 #: The ``fail_next`` entry that handles the request (stores the batch), then closes the connection
@@ -22,6 +27,7 @@ DROP_AFTER = "drop_after"
 
 _KNOBS = (
     "latency_ms",
+    "latency_jitter_ms",
     "fail_rate",
     "fail_codes",
     "drop_rate",
@@ -29,7 +35,13 @@ _KNOBS = (
     "retry_after",
     "fail_next",
     "seed",
+    "envelope",
+    "max_body_bytes",
+    "echo_auth",
 )
+
+#: The resources whose envelope ``klar-api.md`` calls uncertain: the only ones ``envelope`` may switch.
+SWITCHABLE = tuple(name for name, c in CONTRACT.items() if not c.envelope_certain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,8 @@ class FaultInjector:
     """Decides, request by request, whether to fail instead of answering. Thread-safe.
 
     :param latency_ms: Delay added to every Klar request (an async sleep: other requests go on).
+    :param latency_jitter_ms: A random extra delay, uniform between 0 and this, per request: with it,
+        requests sent together are answered out of order.
     :param fail_rate: Probability (0 to 1) of answering with one of ``fail_codes`` instead.
     :param fail_codes: The statuses ``fail_rate`` picks from (default 500 and 503).
     :param drop_rate: Probability (0 to 1) of closing the connection without answering.
@@ -93,12 +107,26 @@ class FaultInjector:
         ``Retry-After`` (e.g. ``[503, 2]``), ``"drop"`` (or 0) to close the connection without
         handling the request, ``"drop_after"`` to handle it (store the batch) and then close the
         connection instead of answering.
-    :param seed: Seed of the random generator behind ``fail_rate`` and ``drop_rate``.
+    :param seed: Seed of the random generator behind ``fail_rate``, ``drop_rate`` and the jitter.
+    :param envelope: The body shape the cost resources expect: ``"items"`` (``{"items": [...]}``) or
+        ``"array"`` (a bare JSON array), for all of them, or a mapping per resource
+        (``{"cogs": "array"}``; the others keep Klar's default). The other shape is refused with a
+        whole-body 400 that names no record. ``None`` restores the defaults.
+    :param max_body_bytes: Request bodies larger than this are answered 413 (as a proxy would), nothing
+        stored; ``None`` or 0 for no limit.
+    :param echo_auth: Repeat the request's ``Authorization`` header in every error text (messages of
+        rejections, whole-body errors, injected faults as a proxy's plain-text page) and in an
+        ``X-Echo-Authorization`` answer header, as careless APIs and proxies do: for testing that a
+        client scrubs its token from what it shows.
     """
 
     def __init__(self, **knobs: Any) -> None:
         self._lock = threading.Lock()
         self.latency_ms: float = 0.0
+        self.latency_jitter_ms: float = 0.0
+        self.envelopes: dict[str, Envelope] = {}
+        self.max_body_bytes: int | None = None
+        self.echo_auth: bool = False
         self.fail_rate: float = 0.0
         self.fail_codes: tuple[int, ...] = (500, 503)
         self.drop_rate: float = 0.0
@@ -121,8 +149,16 @@ class FaultInjector:
         if unknown:
             raise TypeError(f"Unknown sandbox fault(s) {', '.join(unknown)}; use: {', '.join(_KNOBS)}.")
         with self._lock:
-            if knobs.get("latency_ms") is not None:
-                self.latency_ms = _non_negative("latency_ms", knobs["latency_ms"])
+            for name in ("latency_ms", "latency_jitter_ms"):
+                if knobs.get(name) is not None:
+                    setattr(self, name, _non_negative(name, knobs[name]))
+            if "envelope" in knobs:
+                self.envelopes = _envelopes(knobs["envelope"])
+            if "max_body_bytes" in knobs:
+                limit = int(_non_negative("max_body_bytes", knobs["max_body_bytes"] or 0))
+                self.max_body_bytes = limit or None
+            if knobs.get("echo_auth") is not None:
+                self.echo_auth = _boolean("echo_auth", knobs["echo_auth"])
             for name in ("fail_rate", "drop_rate"):
                 if knobs.get(name) is not None:
                     setattr(self, name, _probability(name, knobs[name]))
@@ -141,21 +177,36 @@ class FaultInjector:
 
     def reset(self) -> None:
         """Turn every fault off."""
-        self.set(latency_ms=0, fail_rate=0, fail_codes=(500, 503), drop_rate=0, rate_limit=None)
-        self.set(retry_after=1, fail_next=[])
+        self.set(latency_ms=0, latency_jitter_ms=0, fail_rate=0, fail_codes=(500, 503), drop_rate=0)
+        self.set(rate_limit=None, retry_after=1, fail_next=[], envelope=None, max_body_bytes=None)
+        self.set(echo_auth=False)
 
     def snapshot(self) -> dict[str, Any]:
         """Return the current knobs as a JSON-ready dict."""
         with self._lock:
             return {
                 "latency_ms": self.latency_ms,
+                "latency_jitter_ms": self.latency_jitter_ms,
                 "fail_rate": self.fail_rate,
                 "fail_codes": list(self.fail_codes),
                 "drop_rate": self.drop_rate,
                 "rate_limit": self.rate_limit,
                 "retry_after": self.retry_after,
                 "fail_next": list(self._queue),
+                "envelope": {name: self.envelope(name) for name in SWITCHABLE},
+                "max_body_bytes": self.max_body_bytes,
+                "echo_auth": self.echo_auth,
             }
+
+    def envelope(self, resource: str) -> Envelope:
+        """Return the body shape ``resource`` expects now (the switch, else Klar's default)."""
+        return self.envelopes.get(resource) or CONTRACT[resource].envelope
+
+    def delay(self) -> float:
+        """Return the seconds to hold the current request: ``latency_ms`` plus a random jitter."""
+        with self._lock:
+            jitter = self._random.uniform(0, self.latency_jitter_ms) if self.latency_jitter_ms else 0.0
+            return (self.latency_ms + jitter) / 1000
 
     def decide(self) -> Fault | None:
         """Return the fault to inject into the current request, or ``None`` to answer normally."""
@@ -195,6 +246,42 @@ def _non_negative(name: str, value: Any) -> float:
     if number < 0 or math.isnan(number):
         raise ValueError(f"Sandbox fault {name} must be 0 or more, got {value!r}.")
     return number
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "1", "yes", "on"}:
+        return True
+    if text in {"false", "0", "no", "off", ""}:
+        return False
+    raise ValueError(f"Sandbox switch {name} must be true or false, got {value!r}.")
+
+
+def _envelope(resource: str, value: Any) -> Envelope:
+    if value not in ENVELOPES:
+        raise ValueError(f"Sandbox envelope {value!r} for {resource} is not one of: {', '.join(ENVELOPES)}.")
+    return value  # type: ignore[no-any-return]
+
+
+def _envelopes(value: Any) -> dict[str, Envelope]:
+    """Parse the ``envelope`` switch: one shape for every switchable resource, or a mapping."""
+    if value is None or value == {}:
+        return {}
+    if isinstance(value, str):
+        return {name: _envelope(name, value) for name in SWITCHABLE}
+    if not isinstance(value, dict):
+        raise ValueError(f"Sandbox envelope must be 'array', 'items' or a mapping, got {value!r}.")
+    out: dict[str, Envelope] = {}
+    for name, shape in value.items():
+        if name not in SWITCHABLE:
+            raise ValueError(
+                f"Sandbox envelope cannot be switched for {name!r}: Klar's shape is certain there; "
+                f"switchable: {', '.join(SWITCHABLE)}."
+            )
+        out[name] = _envelope(name, shape)
+    return out
 
 
 def _probability(name: str, value: Any) -> float:

@@ -10,15 +10,15 @@ from typing import Any
 from fastapi import APIRouter, Body, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
-from airflow_provider_klar.resources import RESOURCES
+from airflow_provider_klar.sandbox.contract import CONTRACT
 from airflow_provider_klar.sandbox.engine import Sandbox
 
 TAG = "Sandbox inspection (not Klar)"
 
 
 def _known(resource: str) -> str:
-    if resource not in RESOURCES:
-        known = ", ".join(sorted(RESOURCES))
+    if resource not in CONTRACT:
+        known = ", ".join(sorted(CONTRACT))
         raise HTTPException(404, f"Unknown Klar resource {resource!r}; use one of: {known}.")
     return resource
 
@@ -54,6 +54,15 @@ def inspection_router(sandbox: Sandbox) -> APIRouter:
             raise HTTPException(404, f"No {resource} record with id {record_id!r} is stored.")
         return found
 
+    @router.get("/stored/{resource}/{record_id:path}", summary="What is stored under an id, with bookkeeping")
+    def stored(resource: str, record_id: str) -> dict[str, Any]:
+        """The current version of the record (``body``), the API version it came to (``api_version``),
+        when it was stored last (``stored_at``) and how many times (``writes``)."""
+        found = sandbox.store.info(_known(resource), record_id)
+        if found is None:
+            raise HTTPException(404, f"No {resource} record with id {record_id!r} is stored.")
+        return found
+
     @router.get("/status/{resource}", summary="Klar's status object, without a token")
     def status(resource: str) -> dict[str, Any]:
         """The same body as ``GET /<resource>/status``."""
@@ -66,6 +75,20 @@ def inspection_router(sandbox: Sandbox) -> APIRouter:
         """Requests to Klar's routes, oldest first (method, path, query, records, status, fault...)."""
         return sandbox.requests(include_get=include_get)
 
+    @router.get("/requests/wait", summary="Wait until the log holds a number of finished requests")
+    async def wait_requests(
+        count: int = Query(..., ge=0, description="How many finished requests to wait for."),
+        timeout: float = Query(30.0, ge=0, le=600, description="Seconds to wait at most (then 408)."),
+        include_get: bool = Query(False, description="Also count status reads."),
+    ) -> list[dict[str, Any]]:
+        """The request log, once it holds ``count`` finished requests (answered, dropped or failed)."""
+        try:
+            return await run_in_threadpool(
+                sandbox.wait_for_requests, count, timeout=timeout, include_get=include_get
+            )
+        except TimeoutError as exc:
+            raise HTTPException(408, str(exc)) from None
+
     @router.get("/faults", summary="The current fault knobs")
     def faults() -> dict[str, Any]:
         return sandbox.faults.snapshot()
@@ -75,8 +98,9 @@ def inspection_router(sandbox: Sandbox) -> APIRouter:
         knobs: dict[str, Any] = Body(  # noqa: B008
             ...,
             examples=[{"fail_next": [429, 503], "latency_ms": 50, "retry_after": 0}],
-            description="Any of latency_ms, fail_rate, fail_codes, drop_rate, rate_limit, retry_after, "
-            'fail_next (statuses, [status, retry_after], "drop" or "drop_after"), seed. '
+            description="Any of latency_ms, latency_jitter_ms, fail_rate, fail_codes, drop_rate, "
+            'rate_limit, retry_after, fail_next (statuses, [status, retry_after], "drop" or "drop_after"), '
+            'seed, envelope ("array", "items" or {"cogs": "array"}), max_body_bytes, echo_auth. '
             "Knobs left out keep their values.",
         ),
     ) -> dict[str, Any]:

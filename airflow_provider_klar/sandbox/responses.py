@@ -1,7 +1,8 @@
 """Klar's answer shapes, rendered from the sandbox's per-record validation results.
 
 Which shape Klar uses depends on the resource, the endpoint and two query flags (``klar-api.md``,
-"Responses"). The decision is :func:`render_batch`; everything else here draws one shape.
+"Responses"), all read from the sandbox's own :mod:`~airflow_provider_klar.sandbox.contract`. The
+decision is :func:`render_batch`; everything else here draws one shape.
 """
 
 from __future__ import annotations
@@ -9,28 +10,42 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
-from airflow_provider_klar.resources import KlarResource
-from airflow_provider_klar.results import FieldError
-
-#: What the sandbox answers to a fully valid batch: (HTTP code, body or ``None`` for an empty body).
-#: Each code is one of the codes ``resources.py`` accepts for the resource and mode (a unit test checks
-#: it); this table only picks the one Klar's help pages name.
-SUCCESS_ANSWERS: Mapping[tuple[str, str], tuple[int, dict[str, str] | None]] = {
-    ("orders", "validate"): (201, {"status": "VALID"}),
-    ("orders", "upload"): (201, {"status": "VALID"}),
-    ("refunds", "validate"): (200, {"status": "VALID"}),
-    ("refunds", "upload"): (201, None),
-    ("cogs", "validate"): (202, {"status": "VALID"}),
-    ("cogs", "upload"): (201, None),
-    ("logistics-costs", "validate"): (202, {"status": "VALID"}),
-    ("logistics-costs", "upload"): (201, None),
-    ("transaction-costs", "upload"): (201, {"status": "VALID"}),
-}
+from airflow_provider_klar.sandbox.contract import ResourceContract
 
 _MISSING = object()
+
+
+class ErrorLike(Protocol):
+    """One reason a record is invalid, as the models' validator reports it."""
+
+    @property
+    def path(self) -> str:
+        """Dotted camelCase path inside the record; empty for the whole record."""
+
+    @property
+    def message(self) -> str:
+        """What is wrong."""
+
+    @property
+    def value(self) -> Any:
+        """The offending value, when known."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A reason the sandbox itself finds (not the models'): e.g. an object that is not a JSON object.
+
+    :param path: Dotted path inside the record; empty for the whole record.
+    :param message: What is wrong.
+    :param value: The offending value.
+    """
+
+    path: str
+    message: str
+    value: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +59,7 @@ class RecordCheck:
 
     index: int
     record: Any
-    errors: tuple[FieldError, ...] = ()
+    errors: tuple[ErrorLike, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -101,7 +116,7 @@ def lookup(record: Any, path: str) -> Any:
     return value
 
 
-def _value(check: RecordCheck, error: FieldError) -> Any:
+def _value(check: RecordCheck, error: ErrorLike) -> Any:
     found = lookup(check.record, error.path)
     return error.value if found is _MISSING else found
 
@@ -133,7 +148,7 @@ def constraint_name(message: str) -> str:
     return "isValid"
 
 
-def klar_message(error: FieldError) -> str:
+def klar_message(error: ErrorLike) -> str:
     """Return the message as class-validator words it: led by the property name (``orderId must be...``)."""
     prop = error.path.rsplit(".", 1)[-1]
     if not prop or prop.isdigit() or error.message.startswith(prop):
@@ -182,7 +197,7 @@ def _node(target: Any, prop: str, value: Any) -> dict[str, Any]:
     return node
 
 
-def _add_constraint(node: dict[str, Any], error: FieldError) -> None:
+def _add_constraint(node: dict[str, Any], error: ErrorLike) -> None:
     constraints = node.setdefault("constraints", {})
     name = base = constraint_name(error.message)
     n = 1
@@ -221,14 +236,19 @@ def _ids(checks: Sequence[RecordCheck], id_field: str) -> list[str]:
     return [str(raw) for raw in (c.raw_id(id_field) for c in checks) if raw is not None]
 
 
-def success(row: KlarResource, mode: str) -> Answer:
+def success(row: ResourceContract, mode: str) -> Answer:
     """Return the answer to a fully valid batch of ``row`` in ``mode`` (``upload`` or ``validate``)."""
-    status, body = SUCCESS_ANSWERS[(row.name, mode)]
-    return Answer(status, body)
+    found = row.success(mode)
+    return Answer(found.code, None if found.body is None else dict(found.body))
 
 
 def render_batch(
-    row: KlarResource, mode: str, checks: Sequence[RecordCheck], *, failed_order_ids: bool, new_errors: bool
+    row: ResourceContract,
+    mode: str,
+    checks: Sequence[RecordCheck],
+    *,
+    failed_order_ids: bool,
+    new_errors: bool,
 ) -> tuple[Answer, list[RecordCheck]]:
     """Decide Klar's answer to a batch and which records it stores.
 
@@ -243,7 +263,7 @@ def render_batch(
 
     ``failedOrderIds`` means nothing to the other resources, as on Klar.
 
-    :param row: The resource's table row.
+    :param row: The resource's contract.
     :param mode: ``upload`` (``/json``) or ``validate``.
     :param checks: One verdict per record, in batch order.
     :param failed_order_ids: Whether the request asked for ``failedOrderIds=true``.
@@ -255,8 +275,8 @@ def render_batch(
     storing = mode == "upload"
     if not invalid:
         return success(row, mode), valid if storing else []
-    failed_order_ids = failed_order_ids and row.name == "orders"
-    new_errors = new_errors or row.name == "transaction-costs"
+    failed_order_ids = failed_order_ids and row.partial_success
+    new_errors = new_errors or row.flat_by_default
     if failed_order_ids and storing and valid:
         body = {
             "status": "PARTIALLY_VALID",
@@ -282,3 +302,47 @@ def render_batch(
     else:
         return Answer(400, class_validator_errors(invalid)), []
     return Answer(400, body), []
+
+
+#: The answer header carrying the request's ``Authorization`` when ``echo_auth`` is on.
+ECHO_HEADER = "X-Echo-Authorization"
+
+
+def _echo_texts(node: Any, note: str) -> Any:
+    # Message texts: a "message", each "constraints" value, and plain strings in an "errors" list.
+    if isinstance(node, list):
+        return [_echo_texts(item, note) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = dict(node)
+    if isinstance(out.get("message"), str):
+        out["message"] = f"{out['message']} {note}"
+    if isinstance(out.get("constraints"), dict):
+        out["constraints"] = {k: f"{v} {note}" for k, v in out["constraints"].items()}
+    if isinstance(out.get("errors"), list):
+        out["errors"] = [f"{e} {note}" if isinstance(e, str) else _echo_texts(e, note) for e in out["errors"]]
+    if isinstance(out.get("children"), list):
+        out["children"] = _echo_texts(out["children"], note)
+    return out
+
+
+def echo_authorization(answer: Answer, authorization: str) -> Answer:
+    """Return ``answer`` with the request's ``Authorization`` header repeated in its error texts.
+
+    Careless APIs and proxies do this; the sandbox does it on request (``echo_auth``) so a client's
+    token scrubbing can be tested. Successful answers are left alone.
+
+    :param answer: The answer to an erroneous request (status 207 or 400 and above).
+    :param authorization: The header as received (e.g. ``Bearer <token>``).
+    """
+    if answer.status < 300 and answer.status != 207:
+        return answer
+    note = f"(request Authorization: {authorization})"
+    headers = {**dict(answer.headers or {}), ECHO_HEADER: authorization}
+    return replace(answer, body=_echo_texts(answer.body, note), headers=headers)
+
+
+def proxy_page(status: int, reason: str, authorization: str | None) -> bytes:
+    """Return a plain-text error page as a proxy sends it (not JSON), optionally echoing the header."""
+    echoed = f"\nRequest Authorization: {authorization}" if authorization is not None else ""
+    return f"{status} {reason}\n{echoed}\n".encode()

@@ -12,6 +12,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +47,10 @@ class SandboxServer:
     :param port: The port; 0 picks a free one (read :attr:`url` after :meth:`start`).
     :param token: The bearer token Klar's routes require.
     :param db: A SQLite file to keep the records in across restarts; ``None`` keeps them in memory.
-    :param faults: Initial fault knobs: ``latency_ms``, ``fail_rate``, ``fail_codes``, ``drop_rate``,
-        ``rate_limit``, ``retry_after``, ``fail_next``, ``seed``.
+    :param faults: Initial fault knobs and switches: ``latency_ms``, ``latency_jitter_ms``,
+        ``fail_rate``, ``fail_codes``, ``drop_rate``, ``rate_limit``, ``retry_after``, ``fail_next``,
+        ``seed``, ``envelope``, ``max_body_bytes``, ``echo_auth`` (see
+        :class:`~airflow_provider_klar.sandbox.faults.FaultInjector`).
     """
 
     def __init__(
@@ -176,6 +179,15 @@ class SandboxServer:
         """
         return self.sandbox.store.get(resource, record_id)
 
+    def stored(self, resource: str, record_id: str) -> dict[str, Any] | None:
+        """Return what is stored under an id: ``body`` (the current version), ``api_version``,
+        ``stored_at``, ``writes`` (times stored), ``id`` and ``key``; ``None`` when nothing is.
+
+        :param resource: A Klar resource.
+        :param record_id: The id (``orderId`` for cost resources), or a composite key as stored.
+        """
+        return self.sandbox.store.info(resource, record_id)
+
     def records(self, resource: str) -> list[dict[str, Any]]:
         """Return every stored record of ``resource``, first stored first.
 
@@ -186,9 +198,33 @@ class SandboxServer:
     def requests(self, *, include_get: bool = False) -> list[dict[str, Any]]:
         """Return the log of requests to Klar's routes (POSTs only unless ``include_get``).
 
+        A request is logged when it arrives; its entry is complete before its answer leaves.
+
         :param include_get: Also return status reads.
         """
         return self.sandbox.requests(include_get=include_get)
+
+    def wait_for_requests(
+        self,
+        count: int | Callable[[list[dict[str, Any]]], bool],
+        *,
+        timeout: float = 30.0,
+        include_get: bool = False,
+        finished: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Wait until ``count`` requests are finished (or ``count(log)`` is true); return the log.
+
+        Wakes up at each change of the log: no polling, no sleeps.
+
+        :param count: A number of finished requests, or a function of the log.
+        :param timeout: Seconds to wait at most.
+        :param include_get: Also count status reads.
+        :param finished: Count only requests that were answered or dropped; ``False`` counts arrivals.
+        :raises TimeoutError: When it does not happen in time.
+        """
+        return self.sandbox.wait_for_requests(
+            count, timeout=timeout, include_get=include_get, finished=finished
+        )
 
     def status(self, resource: str) -> dict[str, Any]:
         """Return Klar's status body for ``resource`` (counts as strings).
@@ -198,13 +234,15 @@ class SandboxServer:
         return self.sandbox.status(resource)
 
     def set_faults(self, **faults: Any) -> None:
-        """Change fault knobs at runtime, e.g. ``set_faults(fail_next=[429, "drop"], retry_after=0)``.
+        """Change fault knobs and switches at runtime, e.g. ``set_faults(fail_next=[429], retry_after=0)``.
 
         ``fail_next`` entries: a status, ``[status, retry_after_seconds]``, ``"drop"`` (close the
         connection unanswered, nothing stored) or ``"drop_after"`` (store, then close unanswered).
+        ``envelope``: ``"array"`` or ``"items"`` for every cost resource, or ``{"cogs": "array"}``.
 
-        :param faults: Any of ``latency_ms``, ``fail_rate``, ``fail_codes``, ``drop_rate``,
-            ``rate_limit``, ``retry_after``, ``fail_next``, ``seed``.
+        :param faults: Any of ``latency_ms``, ``latency_jitter_ms``, ``fail_rate``, ``fail_codes``,
+            ``drop_rate``, ``rate_limit``, ``retry_after``, ``fail_next``, ``seed``, ``envelope``,
+            ``max_body_bytes``, ``echo_auth``.
         """
         self.sandbox.faults.set(**faults)
 
@@ -290,6 +328,14 @@ class SandboxClient:
         response.raise_for_status()
         return dict(response.json())
 
+    def stored(self, resource: str, record_id: str) -> dict[str, Any] | None:
+        """Return what is stored under an id (see :meth:`SandboxServer.stored`), or ``None``."""
+        response = self._http.get(f"/_sandbox/stored/{resource}/{record_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return dict(response.json())
+
     def records(self, resource: str) -> list[dict[str, Any]]:
         """Return every stored record of ``resource``."""
         return list(self._get(f"/_sandbox/records/{resource}"))
@@ -297,6 +343,26 @@ class SandboxClient:
     def requests(self, *, include_get: bool = False) -> list[dict[str, Any]]:
         """Return the request log (POSTs only unless ``include_get``)."""
         return list(self._get("/_sandbox/requests", include_get=str(include_get).lower()))
+
+    def wait_for_requests(
+        self, count: int, *, timeout: float = 30.0, include_get: bool = False
+    ) -> list[dict[str, Any]]:
+        """Wait until ``count`` requests are finished; return the log (the server waits, no polling).
+
+        :param count: A number of finished requests.
+        :param timeout: Seconds to wait at most.
+        :param include_get: Also count status reads.
+        :raises TimeoutError: When it does not happen in time.
+        """
+        response = self._http.get(
+            "/_sandbox/requests/wait",
+            params={"count": count, "timeout": timeout, "include_get": str(include_get).lower()},
+            timeout=timeout + 10,
+        )
+        if response.status_code == 408:
+            raise TimeoutError(response.json().get("detail"))
+        response.raise_for_status()
+        return list(response.json())
 
     def status(self, resource: str) -> dict[str, Any]:
         """Return Klar's status body for ``resource``."""

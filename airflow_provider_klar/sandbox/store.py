@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS records (
     version TEXT NOT NULL,
     body TEXT NOT NULL,
     stored_at TEXT NOT NULL,
+    writes INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (resource, key)
 );
 CREATE INDEX IF NOT EXISTS records_by_id ON records (resource, id);
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS status (
 _UPSERT = """
 INSERT INTO records (resource, key, id, version, body, stored_at) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (resource, key) DO UPDATE SET
-    id = excluded.id, version = excluded.version, body = excluded.body, stored_at = excluded.stored_at
+    id = excluded.id, version = excluded.version, body = excluded.body, stored_at = excluded.stored_at,
+    writes = records.writes + 1
 """
 
 
@@ -101,6 +103,9 @@ class Store:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(records)")}
+        if "writes" not in columns:  # a database file written by an older sandbox
+            self._conn.execute("ALTER TABLE records ADD COLUMN writes INTEGER NOT NULL DEFAULT 1")
 
     def close(self) -> None:
         """Close the database connection."""
@@ -157,6 +162,33 @@ class Store:
                 (resource, record_id, record_id),
             ).fetchone()
         return None if row is None else json.loads(row[0])
+
+    def info(self, resource: str, record_id: str) -> dict[str, Any] | None:
+        """Return what is stored under an id (or key), with its bookkeeping; ``None`` when nothing is.
+
+        :param resource: The Klar resource name.
+        :param record_id: The id, or the composite key as stored; the latest stored wins when several
+            records share the id (COGS per line item).
+        :returns: ``{"id", "key", "api_version", "stored_at", "writes", "body"}``: ``writes`` counts
+            the times the key was stored (1 for a record sent once), ``body`` the current version.
+        """
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id, key, version, stored_at, writes, body FROM records "
+                "WHERE resource = ? AND (id = ? OR key = ?) ORDER BY stored_at DESC, rowid DESC LIMIT 1",
+                (resource, record_id, record_id),
+            ).fetchone()
+        if row is None:
+            return None
+        found_id, key, version, stored_at, writes, body = row
+        return {
+            "id": found_id,
+            "key": key,
+            "api_version": version,
+            "stored_at": stored_at,
+            "writes": int(writes),
+            "body": json.loads(body),
+        }
 
     def records(
         self, resource: str, *, record_id: str | None = None, limit: int | None = None, offset: int = 0

@@ -12,18 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_klar.resources import MAX_BATCH_SIZE, RESOURCES
 from airflow_provider_klar.sandbox import SandboxClient, SandboxServer
+from airflow_provider_klar.sandbox.contract import CONTRACT, MAX_OBJECTS
 from airflow_provider_klar.sandbox.fake_data import fake_orders, fake_records
 
 pytestmark = pytest.mark.e2e
 
 ROUTES = [
-    (row.name, version, mode)
-    for row in RESOURCES.values()
-    for version in row.versions
-    for mode in ("upload", "validate")
-    if row.has_validate or mode == "upload"
+    (row.name, version, mode) for row in CONTRACT.values() for version in row.versions for mode in row.modes
 ]
 EXPECTED = {
     ("orders", "upload"): (201, {"status": "VALID"}),
@@ -52,8 +48,7 @@ def _records(resource: str, version: str, n: int, start: int = 0) -> list[dict[s
 
 
 def _body(resource: str, records: list[Any]) -> Any:
-    wrapper = RESOURCES[resource].json_wrapper
-    return records if wrapper is None else {wrapper: records}
+    return records if CONTRACT[resource].envelope == "array" else {"items": records}
 
 
 def _orders_with_one_bad(n: int = 3, bad: int = 1) -> list[dict[str, Any]]:
@@ -67,14 +62,14 @@ def test_each_resource_version_and_mode(
     http: httpx.Client, klar_sandbox: SandboxServer, resource: str, version: str, mode: str
 ) -> None:
     records = _records(resource, version, 3)
-    response = http.post(RESOURCES[resource].path(version, mode), json=_body(resource, records))
+    response = http.post(CONTRACT[resource].path(version, mode), json=_body(resource, records))
     code, body = EXPECTED[(resource, mode)]
     assert response.status_code == code, response.text
     if body is None:
         assert response.content == b""
     else:
         assert response.json() == body
-    id_field = RESOURCES[resource].id_field
+    id_field = CONTRACT[resource].id_field
     if mode == "upload":
         assert klar_sandbox.count(resource) == 3
         assert klar_sandbox.get(resource, records[0][id_field]) == records[0]
@@ -82,7 +77,7 @@ def test_each_resource_version_and_mode(
         assert klar_sandbox.count(resource) == 0
     (entry,) = klar_sandbox.requests()
     assert (entry["path"], entry["records"], entry["status"]) == (
-        RESOURCES[resource].path(version, mode),
+        CONTRACT[resource].path(version, mode),
         3,
         code,
     )
@@ -96,17 +91,17 @@ def test_transaction_costs_has_no_validate_and_unknown_versions_are_404(http: ht
     assert http.get("/07.2025/orders/json").status_code == 404
 
 
-@pytest.mark.parametrize("resource", list(RESOURCES))
+@pytest.mark.parametrize("resource", list(CONTRACT))
 def test_wrong_wrapper_is_400_naming_the_expected_shape(
     http: httpx.Client, klar_sandbox: SandboxServer, resource: str
 ) -> None:
-    row = RESOURCES[resource]
-    records = _records(resource, row.default_version, 2)
-    wrong = {"items": records} if row.json_wrapper is None else records
-    response = http.post(row.path(row.default_version, "upload"), json=wrong)
+    row = CONTRACT[resource]
+    records = _records(resource, row.newest_version, 2)
+    wrong = {"items": records} if row.envelope == "array" else records
+    response = http.post(row.path(row.newest_version, "upload"), json=wrong)
     assert response.status_code == 400
     message = response.json()["message"]
-    assert ("JSON array" in message) if row.json_wrapper is None else ('{"items": [...]}' in message)
+    assert ("JSON array" in message) if row.envelope == "array" else ('{"items": [...]}' in message)
     assert klar_sandbox.count(resource) == 0
     assert klar_sandbox.status(resource)["lastFailure"] is not None
 
@@ -246,15 +241,13 @@ def test_token_is_required(klar_sandbox: SandboxServer) -> None:
 
 
 def test_batch_limit(http: httpx.Client, klar_sandbox: SandboxServer) -> None:
-    costs = [{"orderId": f"ORD-{i}", "totalLogisticsCosts": 1.5} for i in range(MAX_BATCH_SIZE + 1)]
-    assert (
-        http.post("/04.2024/logistics-costs/json", json={"items": costs[:MAX_BATCH_SIZE]}).status_code == 201
-    )
+    costs = [{"orderId": f"ORD-{i}", "totalLogisticsCosts": 1.5} for i in range(MAX_OBJECTS + 1)]
+    assert http.post("/04.2024/logistics-costs/json", json={"items": costs[:MAX_OBJECTS]}).status_code == 201
     response = http.post("/04.2024/logistics-costs/json", json={"items": costs})
     assert response.status_code == 413
     assert "1001" in response.json()["message"]
-    assert klar_sandbox.count("logistics-costs") == MAX_BATCH_SIZE
-    assert klar_sandbox.requests()[-1]["records"] == MAX_BATCH_SIZE + 1
+    assert klar_sandbox.count("logistics-costs") == MAX_OBJECTS
+    assert klar_sandbox.requests()[-1]["records"] == MAX_OBJECTS + 1
 
 
 def test_transaction_costs_answer_flat_errors_by_default(http: httpx.Client) -> None:

@@ -89,7 +89,9 @@ def test_rate_limit_answers_429_with_retry_after(http: httpx.Client, klar_sandbo
     assert klar_sandbox.requests(include_get=True)[-1]["fault"] == "rate_limit"
 
 
-def test_latency_does_not_block_other_requests(http: httpx.Client, klar_sandbox: SandboxServer) -> None:
+def test_latency_holds_each_request(http: httpx.Client, klar_sandbox: SandboxServer) -> None:
+    # That a held request does not block the others is shown without clocks in
+    # test_sandbox_switches.py::test_the_log_holds_a_request_before_it_is_answered.
     klar_sandbox.set_faults(latency_ms=300)
 
     def call(_: int) -> float:
@@ -97,12 +99,10 @@ def test_latency_does_not_block_other_requests(http: httpx.Client, klar_sandbox:
         assert http.get("/orders/status").status_code == 200
         return time.perf_counter() - started
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(6) as pool:
-        each = list(pool.map(call, range(6)))
-    total = time.perf_counter() - started
-    assert min(each) >= 0.3
-    assert total < 1.2, f"6 requests of 300 ms took {total:.2f} s: the latency blocks the server"
+    with ThreadPoolExecutor(3) as pool:
+        each = list(pool.map(call, range(3)))
+    assert min(each) >= 0.3  # a lower bound only: the sleep guarantees it whatever the machine's load
+    assert all(e["duration_ms"] >= 300 for e in klar_sandbox.requests(include_get=True))
 
 
 def test_db_survives_a_restart(tmp_path: Path) -> None:

@@ -43,3 +43,17 @@ def test_connection_helpers_and_a_repr_without_the_token() -> None:
     assert "s3cret" not in repr(server)
     assert server.connection() == {"conn_type": "klar", "host": "http://127.0.0.1:8765", "password": "s3cret"}
     assert server.env_var() == ("AIRFLOW_CONN_KLAR_DEFAULT", server.connection_uri())
+
+
+def test_sandbox_page_documents_every_knob_and_option() -> None:
+    from pathlib import Path
+
+    from airflow_provider_klar.sandbox.cli import build_parser
+    from airflow_provider_klar.sandbox.faults import _KNOBS
+
+    page = (Path(__file__).parents[2] / "docs" / "sandbox.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    missing = [knob for knob in _KNOBS if not any(f"`{knob}`" in row for row in rows)]
+    options = [a.option_strings[0] for a in build_parser()._actions if a.option_strings[0] != "-h"]
+    missing += [option for option in options if not any(row.startswith(f"| `{option}") for row in rows)]
+    assert missing == []

@@ -6,20 +6,20 @@ import json
 
 import pytest
 
-from airflow_provider_klar.resources import RESOURCES
 from airflow_provider_klar.results import FieldError
+from airflow_provider_klar.sandbox.contract import CONTRACT
 from airflow_provider_klar.sandbox.engine import BadBody, parse_batch, record_key
 from airflow_provider_klar.sandbox.responses import (
-    SUCCESS_ANSWERS,
     RecordCheck,
     class_validator_errors,
     constraint_name,
     flat_errors,
     render_batch,
     string_errors,
+    success,
 )
 
-ORDERS = RESOURCES["orders"]
+ORDERS = CONTRACT["orders"]
 
 GOOD = {"id": "ORD-1", "createdAt": 1700000000}
 BAD_TAX = {"id": "ORD-2", "lineItems": [{"id": "L1", "taxes": [{"taxRate": "17%", "title": "VAT"}]}]}
@@ -34,18 +34,25 @@ def _checks() -> list[RecordCheck]:
     ]
 
 
-def test_success_answers_are_codes_the_resource_table_accepts() -> None:
-    for (name, mode), (code, body) in SUCCESS_ANSWERS.items():
-        row = RESOURCES[name]
-        assert code in row.success_codes(mode), (name, mode, code)
-        assert body in (None, {"status": "VALID"})
-    expected = {
-        (r.name, m)
-        for r in RESOURCES.values()
-        for m in ("upload", "validate")
-        if r.has_validate or m == "upload"
+def test_success_answers_are_the_ones_klar_documents() -> None:
+    # klar-api.md, "Resources": the code and body of each route's success answer.
+    documented = {
+        ("orders", "validate"): (201, {"status": "VALID"}),
+        ("orders", "upload"): (201, {"status": "VALID"}),
+        ("refunds", "validate"): (200, {"status": "VALID"}),
+        ("refunds", "upload"): (201, None),
+        ("cogs", "validate"): (202, {"status": "VALID"}),
+        ("cogs", "upload"): (201, None),
+        ("logistics-costs", "validate"): (202, {"status": "VALID"}),
+        ("logistics-costs", "upload"): (201, None),
+        ("transaction-costs", "upload"): (201, {"status": "VALID"}),
     }
-    assert set(SUCCESS_ANSWERS) == expected
+    answers = {
+        (c.name, mode): (success(c, mode).status, success(c, mode).body)
+        for c in CONTRACT.values()
+        for mode in c.modes
+    }
+    assert answers == documented
 
 
 def test_flat_errors_key_is_index_dot_path_and_keep_the_raw_id() -> None:
@@ -117,7 +124,7 @@ def test_constraint_names(message: str, name: str) -> None:
 
 
 def _render(mode: str, checks: list[RecordCheck], *, failed: bool, new: bool, resource: str = "orders"):
-    return render_batch(RESOURCES[resource], mode, checks, failed_order_ids=failed, new_errors=new)
+    return render_batch(CONTRACT[resource], mode, checks, failed_order_ids=failed, new_errors=new)
 
 
 def test_partial_upload_with_failed_order_ids_is_207_storing_only_valid_records() -> None:
@@ -207,6 +214,6 @@ def test_bad_bodies_name_the_expected_shape(body: bytes, wrapper: str | None, ne
 
 def test_record_keys() -> None:
     assert record_key(ORDERS, {"id": "ORD-1"}) == "ORD-1"
-    cogs = RESOURCES["cogs"]
+    cogs = CONTRACT["cogs"]
     assert record_key(cogs, {"orderId": "1", "lineItemId": "L"}) == '["1","L",null]'
     assert record_key(cogs, {"orderId": "1", "sku": "S"}) == '["1",null,"S"]'
