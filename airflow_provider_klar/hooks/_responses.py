@@ -39,16 +39,65 @@ _NO_REASON = "Klar listed this record as failed without giving a reason."
 
 
 class Scrubber:
-    """Removes the token from text that goes into an exception or a log line.
+    """Removes the token from whatever Klar (or a proxy in front of it) says back.
+
+    An API or proxy may echo the ``Authorization`` header into its error texts, values or headers; every
+    answer is scrubbed before it is read (:meth:`bytes`), so no message, value or outcome derived from it
+    can hold the token, whether echoed bare, as ``Bearer <token>`` or deep inside nested JSON.
 
     :param secret: The token, or ``None`` when unknown.
     """
 
+    MASK = "***"
+
     def __init__(self, secret: str | None) -> None:
-        self._secret = secret
+        self._secret = secret or None
+        forms = {secret} if secret else set()
+        if secret:
+            # How the token reads inside a JSON string when the server escaped it ("/" as "\/", ...).
+            forms.add(json.dumps(secret)[1:-1])
+            forms.add(json.dumps(secret)[1:-1].replace("/", "\\/"))
+        # Longest first, so an escaped form is not half-replaced by a shorter one.
+        self._forms = sorted(forms, key=len, reverse=True)
+        self._byte_forms = [form.encode() for form in self._forms]
 
     def __call__(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        for form in self._forms:
+            text = text.replace(form, self.MASK)
+        return text
+
+    def bytes(self, content: bytes) -> bytes:
+        """Return ``content`` (a raw body) with every form of the token replaced."""
+        for form in self._byte_forms:
+            content = content.replace(form, self.MASK.encode())
+        return content
+
+    def value(self, value: Any) -> Any:
+        """Return a decoded JSON value with the token replaced in every string, keys included.
+
+        Iterative, so a deeply nested answer cannot exhaust the stack.
+        """
+        if not self._secret:
+            return value
+        if isinstance(value, str):
+            return self(value)
+        if not isinstance(value, (dict, list)):
+            return value
+        root: list[Any] = [value]
+        stack: list[tuple[Any, Any]] = [(root, 0)]
+        while stack:
+            parent, key = stack.pop()
+            item = parent[key]
+            if isinstance(item, str):
+                parent[key] = self(item)
+            elif isinstance(item, list):
+                stack.extend((item, i) for i in range(len(item)))
+            elif isinstance(item, dict):
+                renamed = {self(k) if isinstance(k, str) else k: v for k, v in item.items()}
+                item.clear()
+                item.update(renamed)
+                stack.extend((item, k) for k in item)
+        return root[0]
 
     def __repr__(self) -> str:
         return "Scrubber(***)"
@@ -63,15 +112,17 @@ class _Empty:
 EMPTY: Any = _Empty()
 
 
-def _decode(response: httpx.Response) -> Any:
-    """Return the JSON body, :data:`EMPTY` for no body, or the text when it is not JSON."""
-    content = response.content
+def _decode(response: httpx.Response, scrub: Scrubber) -> Any:
+    """Return the JSON body, :data:`EMPTY` for no body, or the text when it is not JSON; token scrubbed."""
+    content = scrub.bytes(response.content)
     if not content.strip():
         return EMPTY
     try:
-        return json.loads(content)
-    except ValueError:
-        return response.text
+        payload = json.loads(content)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+        return scrub(content.decode(response.encoding or "utf-8", errors="replace"))
+    # The raw replacement misses only a token spelled with escapes: then scrub the decoded value too.
+    return scrub.value(payload) if b"\\" in content else payload
 
 
 def _snippet(payload: Any, scrub: Scrubber) -> str:
@@ -126,8 +177,8 @@ def final_error(
         )
     if 300 <= code < 400:
         return KlarResponseError(
-            f"Klar redirected {what} (HTTP {code}) to {response.headers.get('Location')!r}: set the host of "
-            f"connection {conn_id!r} to the final URL.",
+            f"Klar redirected {what} (HTTP {code}) to {scrub(response.headers.get('Location') or '')!r}: "
+            f"set the host of connection {conn_id!r} to the final URL.",
             http_status=code,
         )
     if 400 <= code < 500:
@@ -153,7 +204,7 @@ def status_from_response(
     :param base_url: The base URL, for messages.
     :param scrub: Removes the token from the body's text.
     """
-    payload = _decode(response)
+    payload = _decode(response, scrub)
     if not 200 <= response.status_code < 300:
         raise final_error(response, payload, conn_id=conn_id, base_url=base_url, version=None, scrub=scrub)
     if not isinstance(payload, Mapping):
@@ -361,7 +412,7 @@ def batch_result_from_response(
     :raises KlarResponseError: On an answer that cannot be mapped to the records.
     """
     code = response.status_code
-    payload = _decode(response)
+    payload = _decode(response, scrub)
     if not (200 <= code < 300 or code in (400, 422)):
         raise final_error(response, payload, conn_id=conn_id, base_url=base_url, version=version, scrub=scrub)
     if isinstance(payload, str):  # not JSON: an HTML error page or plain text
