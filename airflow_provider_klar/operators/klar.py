@@ -38,7 +38,11 @@ if TYPE_CHECKING:
 DEFAULT_MAP_INDEX_TEMPLATE = (
     "{{ task.source_label if ti.map_index is not none and ti.map_index >= 0 else '' }}"
 )
-#: Checkpoints go to an Airflow Variable unless told otherwise.
+#: The default: Airflow's task state store where it exists (Airflow 3.3+), an Airflow Variable before.
+AUTO_CHECKPOINT = "auto"
+#: Checkpoints in Airflow's task state store (Airflow 3.3 and later).
+TASK_STATE_CHECKPOINT = "task_state_store"
+#: Checkpoints in an Airflow Variable (any Airflow).
 VARIABLE_CHECKPOINT = "variable"
 
 
@@ -74,9 +78,10 @@ class KlarUploadOperator(BaseOperator):
     when the rejections exceed ``max_rejected``, but only after every valid record was sent.
 
     **Resume.** With ``checkpoint`` set (the default), the source positions whose batches Klar has
-    answered are saved (at most every 2 seconds, and when the try fails) under a key made of the DAG,
-    run, task and map index. When Airflow retries the task, the new try skips those positions before
-    even reading them into the models, and adds its counts to the earlier ones; the checkpoint is
+    answered are saved after every answer (and when the try fails) for this task instance (DAG, run,
+    task and map index): in Airflow's task state store from Airflow 3.3, in a Variable before. When
+    Airflow retries the task, the new try skips those positions before even reading them into the
+    models, and adds its counts to the earlier ones; the checkpoint is
     removed when the task succeeds. Limits: a batch that was in flight when a try died (a killed
     worker, a lost connection) was not confirmed and is sent again, which is harmless since Klar
     upserts by id; positions are only meaningful if the source yields the same records in the same
@@ -118,8 +123,10 @@ class KlarUploadOperator(BaseOperator):
     :param file_format: ``jsonl``, ``json`` or ``csv`` (optionally ``.gz``) for every file of ``path``,
         instead of telling by the extension.
     :param max_batch_bytes: Most bytes in one request body; a single record larger than this is rejected.
-    :param checkpoint: Where progress survives a failed try: ``"variable"`` (an Airflow Variable, works
-        on every executor), a folder path or URL in object storage, or ``None`` for no resume.
+    :param checkpoint: Where progress survives a failed try: ``"auto"`` (the default: Airflow's task
+        state store on Airflow 3.3 and later, an Airflow Variable before), ``"task_state_store"``,
+        ``"variable"`` (both work on every executor), a folder path or URL in object storage, or
+        ``None`` for no resume.
     :param source_conn_id: The Airflow connection for the object storage of ``path``, ``rejected_path``
         and a checkpoint folder, when their URLs do not name one.
     :param klar_conn_id: The Airflow connection of type ``klar``.
@@ -155,7 +162,7 @@ class KlarUploadOperator(BaseOperator):
         rejected_path: Any = None,
         file_format: str | None = None,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-        checkpoint: Any = VARIABLE_CHECKPOINT,
+        checkpoint: Any = AUTO_CHECKPOINT,
         source_conn_id: str | None = None,
         klar_conn_id: str = "klar_default",
         api_version: str | None = None,
@@ -366,14 +373,35 @@ class KlarUploadOperator(BaseOperator):
     def _checkpoint_store(self, context: Context) -> CheckpointStore | None:
         if self.checkpoint is None:
             return None
-        from airflow_provider_klar.upload.checkpoint import PathCheckpoint, VariableCheckpoint, checkpoint_key
+        from airflow_provider_klar.upload.checkpoint import (
+            PathCheckpoint,
+            TaskStateCheckpoint,
+            VariableCheckpoint,
+            checkpoint_key,
+        )
 
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
         key = checkpoint_key(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else map_index)
-        if self.checkpoint == VARIABLE_CHECKPOINT:
-            return VariableCheckpoint(key)
-        return PathCheckpoint(self.checkpoint, key, conn_id=self.source_conn_id)
+        store: CheckpointStore
+        if self.checkpoint in (AUTO_CHECKPOINT, TASK_STATE_CHECKPOINT):
+            # Airflow 3.3 added the task state store for exactly this; older Airflow has no such key.
+            accessor = context.get("task_state_store")  # type: ignore[attr-defined]
+            if accessor is not None:
+                store = TaskStateCheckpoint(accessor, fallback=VariableCheckpoint(key))
+            elif self.checkpoint == TASK_STATE_CHECKPOINT:
+                raise KlarConfigurationError(
+                    "checkpoint='task_state_store' needs Airflow 3.3 or later (context['task_state_store']); "
+                    "on this Airflow pass checkpoint='auto' or 'variable' (an Airflow Variable) or a folder."
+                )
+            else:
+                store = VariableCheckpoint(key)
+        elif self.checkpoint == VARIABLE_CHECKPOINT:
+            store = VariableCheckpoint(key)
+        else:
+            store = PathCheckpoint(self.checkpoint, key, conn_id=self.source_conn_id)
+        self.log.info("Progress is checkpointed in %s.", getattr(store, "location", store))
+        return store
 
     def on_kill(self) -> None:
         """Stop sending: no new batch starts; the task's thread raises soon after."""

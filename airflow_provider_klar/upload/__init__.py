@@ -8,6 +8,7 @@ from __future__ import annotations
 from airflow_provider_klar.upload.checkpoint import (
     CheckpointStore,
     PathCheckpoint,
+    TaskStateCheckpoint,
     VariableCheckpoint,
     checkpoint_key,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "PathCheckpoint",
     "RejectedWriter",
     "SourceRecord",
+    "TaskStateCheckpoint",
     "VariableCheckpoint",
     "checkpoint_key",
     "detect_format",

@@ -1,10 +1,12 @@
 """Checkpoint stores: where an upload remembers its confirmed batches so that a retry skips them.
 
-Airflow clears a task's XComs when a new try starts, so the checkpoint lives elsewhere: in an Airflow
-Variable (:class:`VariableCheckpoint`, works on every executor because every worker reaches the
-metadata database through Airflow) or in a small JSON file (:class:`PathCheckpoint`, local or object
-storage). The state is a small JSON object defined by the operator (batch numbers as ranges, counts),
-never record bodies.
+Airflow clears a task's XComs when a new try starts, so the checkpoint lives elsewhere: in Airflow's
+task state store (:class:`TaskStateCheckpoint`, Airflow 3.3 and later, made for exactly this: state of
+one task instance that survives its retries), in an Airflow Variable (:class:`VariableCheckpoint`, any
+Airflow; every worker reaches the metadata database through Airflow) or in a small JSON file
+(:class:`PathCheckpoint`, local or object storage). The state is a small JSON object defined by the
+engine (source positions as ranges, counts), never record bodies; :func:`bounded_state` keeps its
+few free-text parts (the first rejected ids and error lines) within :data:`STATE_BUDGET` bytes.
 """
 
 from __future__ import annotations
@@ -21,13 +23,29 @@ from typing import Any, Protocol, runtime_checkable
 
 from airflow_provider_klar.upload.sources import display_name, to_storage_path
 
-__all__ = ["CheckpointStore", "PathCheckpoint", "VariableCheckpoint", "checkpoint_key"]
+__all__ = [
+    "STATE_BUDGET",
+    "TASK_STATE_KEY",
+    "CheckpointStore",
+    "PathCheckpoint",
+    "TaskStateCheckpoint",
+    "VariableCheckpoint",
+    "bounded_state",
+    "checkpoint_key",
+]
 
 log = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _PREFIX = "klar_upload_checkpoint"
 _DESCRIPTION = "Resume point of a Klar upload (confirmed batches); removed when the task succeeds."
+
+#: The key of the checkpoint in the task state store (which is already scoped to one task instance).
+TASK_STATE_KEY = "klar_upload_checkpoint"
+#: Most bytes a checkpoint's JSON should take: far below the task state store's 64 KB default cap.
+STATE_BUDGET = 16_384
+#: Longest id, error line or warning example kept in a checkpoint; longer ones are cut.
+_MAX_TEXT = 200
 
 
 def checkpoint_key(dag_id: str, run_id: str, task_id: str, map_index: int | None = -1) -> str:
@@ -90,6 +108,49 @@ def _decode(text: str | bytes | None, where: str) -> dict[str, Any] | None:
 
 def _encode(state: Mapping[str, Any]) -> str:
     return json.dumps(dict(state), separators=(",", ":"), sort_keys=True)
+
+
+def _cut(text: object) -> str:
+    text = str(text)
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "\u2026"
+
+
+def bounded_state(state: Mapping[str, Any], budget: int = STATE_BUDGET) -> dict[str, Any]:
+    """Return ``state`` with its free-text lists cut so that its JSON stays within ``budget`` bytes.
+
+    A checkpoint is position ranges and counts; only the tally's ``rejected_ids``, ``errors`` and
+    warning ``examples`` grow with the data (each is already capped in number). Each entry is cut to
+    200 characters, then entries are dropped from the end, examples first, until the state fits.
+    Counts and ranges are never touched: if they alone exceed ``budget`` the state is returned as is
+    and the caller decides (see :class:`TaskStateCheckpoint`).
+
+    :param state: The engine's checkpoint state.
+    :param budget: Most bytes of its compact JSON.
+    """
+    out = dict(state)
+    tally = out.get("tally")
+    if not isinstance(tally, Mapping):
+        return out
+    tally = dict(tally)
+    out["tally"] = tally
+    lists = [name for name in ("rejected_ids", "errors") if isinstance(tally.get(name), list)]
+    for name in lists:
+        tally[name] = [_cut(item) for item in tally[name]]
+    warnings = tally.get("warnings")
+    examples: dict[str, str] = {}
+    if isinstance(warnings, Mapping) and isinstance(warnings.get("examples"), Mapping):
+        warnings = tally["warnings"] = dict(warnings)
+        examples = warnings["examples"] = {k: _cut(v) for k, v in warnings["examples"].items()}
+    size = len(_encode(out))
+    # Drop the least useful text first: examples (the counts stay), then the last error lines and ids.
+    while size > budget and examples:
+        examples.pop(next(reversed(examples)))
+        size = len(_encode(out))
+    while size > budget and any(tally[name] for name in lists):
+        longest = max(lists, key=lambda name: len(tally[name]))
+        tally[longest].pop()
+        size = len(_encode(out))
+    return out
 
 
 def _in_task_sdk_runtime() -> bool:
@@ -227,3 +288,105 @@ class PathCheckpoint:
         """Delete the file (no error when there is none)."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+def _state_store_limit() -> int:
+    """The task state store's ``[state_store] max_value_storage_bytes`` (0: no limit)."""
+    from airflow.configuration import conf
+
+    try:
+        return conf.getint("state_store", "max_value_storage_bytes", fallback=65535)
+    except (ValueError, TypeError):
+        return 65535
+
+
+class TaskStateCheckpoint:
+    """A checkpoint in Airflow's task state store (Airflow 3.3+), under :data:`TASK_STATE_KEY`.
+
+    The store (``context["task_state_store"]``) keeps JSON values per task instance (DAG, run, task,
+    map index) across its tries, in the metadata database or the configured state backend, and shows
+    them in the UI and REST API. The state is first cut to :data:`STATE_BUDGET` bytes
+    (:func:`bounded_state`). If it still exceeds the store's cap (``[state_store]
+    max_value_storage_bytes``, 64 KB by default), it goes to ``fallback`` (an Airflow Variable) with a
+    warning, for the rest of the try; :meth:`load` looks there when the store holds nothing.
+
+    :param accessor: ``context["task_state_store"]`` of the running task.
+    :param fallback: Where a state too large for the store goes.
+    :param limit: The store's cap in bytes (0: none); by default read from the Airflow configuration.
+    """
+
+    def __init__(
+        self, accessor: Any, *, fallback: CheckpointStore | None = None, limit: int | None = None
+    ) -> None:
+        self.accessor = accessor
+        self.fallback = fallback
+        self.limit = _state_store_limit() if limit is None else limit
+        self._fell_back = False
+        # Whether the fallback holds (or held) this task's state, so clear() has to remove it there too.
+        self._fallback_used = False
+
+    def __repr__(self) -> str:
+        return f"TaskStateCheckpoint({TASK_STATE_KEY!r}, fallback={self.fallback!r})"
+
+    @property
+    def location(self) -> str:
+        """A readable name for logs."""
+        return f"the task state store (key {TASK_STATE_KEY})"
+
+    def load(self) -> dict[str, Any] | None:
+        """Return the saved state (from the store, else from the fallback), or ``None``."""
+        value = self.accessor.get(TASK_STATE_KEY, None)
+        if value is not None:
+            if isinstance(value, dict):
+                return value
+            log.warning(
+                "Ignoring the checkpoint in %s: it is not a JSON object; starting from the beginning.",
+                self.location,
+            )
+            return None
+        if self.fallback is None:
+            return None
+        state = self.fallback.load()
+        self._fallback_used = state is not None
+        return state
+
+    def save(self, state: Mapping[str, Any]) -> None:
+        """Replace the saved state; a state over the store's cap goes to the fallback, with a warning.
+
+        :param state: A small JSON-ready mapping.
+        :raises ValueError: When the state exceeds the cap and there is no fallback.
+        """
+        state = bounded_state(state)
+        if not self._fell_back:
+            size = len(_encode(state))
+            if not self.limit or size <= self.limit:
+                from airflow.sdk.execution_time.context import NEVER_EXPIRE
+
+                # Never expiring: the upload removes it itself when done; a retry may come days later.
+                self.accessor.set(TASK_STATE_KEY, state, retention=NEVER_EXPIRE)
+                return
+            if self.fallback is None:
+                raise ValueError(
+                    f"The upload checkpoint takes {size} bytes, more than the task state store's "
+                    f"max_value_storage_bytes={self.limit}; raise [state_store] max_value_storage_bytes "
+                    "or pass checkpoint='variable' or a folder."
+                )
+            log.warning(
+                "The upload checkpoint takes %d bytes, more than the task state store's "
+                "max_value_storage_bytes=%d; keeping it in %s instead for the rest of this try. "
+                "Raise [state_store] max_value_storage_bytes or pass checkpoint='variable' to silence this.",
+                size,
+                self.limit,
+                getattr(self.fallback, "location", repr(self.fallback)),
+            )
+            self._fell_back = self._fallback_used = True
+            # An older, smaller state left in the store would be read first by the next try.
+            self.accessor.delete(TASK_STATE_KEY)
+        assert self.fallback is not None
+        self.fallback.save(state)
+
+    def clear(self) -> None:
+        """Remove the state from the store and from the fallback (no error when there is none)."""
+        self.accessor.delete(TASK_STATE_KEY)
+        if self.fallback is not None and self._fallback_used:
+            self.fallback.clear()

@@ -30,7 +30,7 @@ def test_exactly_one_of_records_and_path() -> None:
 def test_construction_does_no_io() -> None:
     task = op(path="s3://no-such-bucket/orders/*.jsonl", klar_conn_id="no_such_connection")
     assert task.path == "s3://no-such-bucket/orders/*.jsonl"
-    assert task.checkpoint == "variable"
+    assert task.checkpoint == "auto"
 
 
 @pytest.mark.parametrize(
