@@ -45,10 +45,14 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": "Klar",
                 "connection-type": "klar",
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "login", "port"],
+                    # Port stays visible: Airflow 3's Test button sends port 0 for an empty port, and the
+                    # API then refuses to test the stored connection ("host or port differs"). A filled
+                    # Port makes the button work; the hook ignores the scheme's default port.
+                    "hidden-fields": ["schema", "login"],
                     "relabeling": {"host": "Base URL", "password": "API token"},
                     "placeholders": {
-                        "host": "https://open-api.getklar.com (the default; a :port may follow)",
+                        "host": "https://open-api.getklar.com (the default)",
+                        "port": "443 (the sandbox: its port). Fill it in: the Test button needs it",
                         "password": "Klar: Store Settings > Data Sources > Klar Api > Access Token",
                         "api_version": "e.g. 07.2025 (empty: each resource's newest known version)",
                         "timeout": "120",

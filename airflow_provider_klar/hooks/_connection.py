@@ -23,6 +23,7 @@ CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 120.0
 
 _SCHEMES = ("http", "https")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class _ConnectionLike(Protocol):
@@ -78,8 +79,10 @@ def build_base_url(conn_id: str, host: str | None, schema: str | None, port: int
     :param conn_id: The connection id, for error messages.
     :param host: The ``host`` field; empty means Klar's public API.
     :param schema: The ``schema`` field; used only when it is ``http`` or ``https``.
-    :param port: The ``port`` field; used only when ``host`` names no port.
-    :raises KlarConfigurationError: When the URL is malformed or plain ``http`` to another machine.
+    :param port: The ``port`` field; used when ``host`` names no port, else it must name the same one.
+        The scheme's default port (443, 80) is left out of the URL.
+    :raises KlarConfigurationError: When the URL is malformed, plain ``http`` to another machine, or the
+        host and the port field name different ports.
     """
     text = (host or "").strip() or DEFAULT_BASE_URL
     if "://" not in text:
@@ -109,10 +112,34 @@ def build_base_url(conn_id: str, host: str | None, schema: str | None, port: int
         )
     hostname = parts.hostname
     netloc = f"[{hostname}]" if ":" in hostname else hostname
-    final_port = parsed_port if parsed_port is not None else port
-    if final_port:
-        netloc = f"{netloc}:{int(final_port)}"
+    final_port = _port(conn_id, parsed_port, port)
+    # The scheme's own port is left out: https://open-api.getklar.com, not ...:443.
+    if final_port and final_port != _DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{final_port}"
     return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _port(conn_id: str, in_host: int | None, field: int | str | None) -> int | None:
+    """Return the port: the one in the Base URL, else the Port field; both must agree when both are set.
+
+    The form shows Port because Airflow 3's Test button needs it filled (it sends 0 for an empty one),
+    so a user may well type the port twice; only a contradiction is an error.
+    """
+    try:
+        given = int(field) if field not in (None, "") else 0
+    except (TypeError, ValueError):
+        raise KlarConfigurationError(
+            f"The port of connection {conn_id!r} must be a number such as 443; got {field!r}."
+        ) from None
+    if not 0 <= given <= 65535:
+        raise KlarConfigurationError(f"The port of connection {conn_id!r} must be 1 to 65535; got {given}.")
+    # 0 is what Airflow's UI stores for an emptied Port field: no port.
+    if in_host is not None and given and given != in_host:
+        raise KlarConfigurationError(
+            f"The host of connection {conn_id!r} names port {in_host} but its Port field says {given}: "
+            "make them agree, or empty the Port field."
+        )
+    return in_host if in_host is not None else (given or None)
 
 
 def _extra(extra: Mapping[str, Any], name: str) -> Any:

@@ -461,7 +461,11 @@ class KlarHook(BaseHook):
         )
 
     def test_connection(self) -> tuple[bool, str]:
-        """Read ``/orders/status`` and say whether the connection works, and if not, why. Never raises."""
+        """Read ``/orders/status`` and say whether the connection works, and if not, why. Never raises.
+
+        Backs the UI's Test button and ``airflow connections test``. The messages speak of "this
+        connection": the UI tests a copy stored under a random temporary id, which would mean nothing.
+        """
         policy = dataclasses.replace(
             self.retry_policy,
             max_attempts=min(self.retry_policy.max_attempts, _TEST_ATTEMPTS),
@@ -471,16 +475,52 @@ class KlarHook(BaseHook):
         try:
             status = self._get_status("orders", policy)
         except KlarAuthError as err:
-            return False, f"Bad token: {err}"
+            message = f"Bad token: {err}"
         except KlarNotFoundError as err:
-            return False, f"Wrong URL or version: {err}"
+            message = f"Wrong URL or version: {err}"
         except KlarTransientError as err:
-            return False, f"Klar is unreachable: {err}"
+            message = self._unreachable(err)
         except KlarError as err:
-            return False, str(err)
+            message = str(err)
         except Exception as err:  # the Test button must show a message, not a stack trace
-            return False, self._scrubber()(f"Unexpected error: {type(err).__name__}: {err}")
-        return True, f"Connected: {status.total} orders received so far"
+            message = self._scrubber()(f"Unexpected error: {type(err).__name__}: {err}")
+        else:
+            return True, f"Connected: {status.total} orders received so far"
+        return False, self._this_connection(message)
+
+    def _this_connection(self, message: str) -> str:
+        quoted = repr(self.klar_conn_id)
+        for named, this in (
+            (f"Connection {quoted}", "This connection"),
+            (f"connection {quoted}", "this connection"),
+        ):
+            message = message.replace(named, this)
+        return message.replace(quoted, "this connection")
+
+    def _unreachable(self, err: KlarTransientError) -> str:
+        """Advice for a test that failed on every attempt, fitting what failed (network, 429 or 5xx)."""
+        where = self._settings.base_url if self._settings else "Klar"
+        if err.http_status == 429:
+            return (
+                f"Klar at {where} is limiting the rate (HTTP 429 on every attempt): test again in a minute."
+            )
+        if err.http_status is not None:
+            return (
+                f"Klar at {where} answered HTTP {err.http_status} on every attempt: a problem on "
+                "Klar's side; test again later."
+            )
+        # The retry loop raises its verdict from the last attempt's failure, which names the reason.
+        reason = getattr(err.__context__, "description", None)
+        if reason and "Timeout" in reason:
+            return (
+                f"No answer from {where} ({reason}). Check the Base URL and Port of this connection and any "
+                "proxy or firewall on the way; if Klar is just slow, raise its Read timeout (seconds)."
+            )
+        because = f" ({reason})" if reason else ""
+        return (
+            f"Cannot reach {where}{because}. Check the Base URL and Port of this connection (nothing may be "
+            "listening there), and any proxy or firewall between Airflow and Klar."
+        )
 
 
 def _record_id(record: Mapping[str, Any], id_field: str) -> str | None:

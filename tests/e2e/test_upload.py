@@ -142,7 +142,8 @@ def test_records_from_an_upstream_task_through_xcom(
     assert klar_sandbox.count("orders") == 249
     assert klar_sandbox.get("orders", "ORD-17") is None
     assert sorted(r["records"] for r in klar_sandbox.requests()) == [49, 100, 100]
-    assert link_of(task_instances(dag_run, "upload")[0]) == "https://app.getklar.com"
+    # The connection points at the local sandbox: the link opens the sandbox's stored orders.
+    assert link_of(task_instances(dag_run, "upload")[0]) == f"{klar_sandbox.url}/_sandbox/records/orders"
     out = capfd.readouterr().out
     assert "Batch 3:" in out
     assert "Uploaded 250 orders records" in out

@@ -39,7 +39,17 @@ def _set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str = "klar_default", **
         ("https://open-api.getklar.com/", None, None, "https://open-api.getklar.com"),
         ("https://klar.example:8443", None, None, "https://klar.example:8443"),
         ("klar.example", None, 8443, "https://klar.example:8443"),
-        ("https://klar.example:9000", None, 8443, "https://klar.example:9000"),
+        # Port shown in the form (Airflow 3's Test button needs it): the same port twice is fine, the
+        # scheme's default is left out, and 0 (an emptied Port field) means none.
+        ("https://klar.example:9000", None, 9000, "https://klar.example:9000"),
+        ("https://open-api.getklar.com", None, 443, "https://open-api.getklar.com"),
+        ("open-api.getklar.com", None, 443, "https://open-api.getklar.com"),
+        ("https://open-api.getklar.com:443/", None, None, "https://open-api.getklar.com"),
+        ("http://127.0.0.1:8765", None, 8765, "http://127.0.0.1:8765"),
+        ("http://127.0.0.1", None, 8765, "http://127.0.0.1:8765"),
+        ("http://localhost", None, 80, "http://localhost"),
+        ("https://klar.example", None, 0, "https://klar.example"),
+        ("https://klar.example", None, "8443", "https://klar.example:8443"),
         ("https://proxy.example/klar/", None, None, "https://proxy.example/klar"),
         # Airflow's URI parsing puts the scheme in ``schema``: klar://:tok@127.0.0.1:8080/http
         ("127.0.0.1", "http", 8080, "http://127.0.0.1:8080"),
@@ -50,8 +60,33 @@ def _set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str = "klar_default", **
         ("http://[::1]:8080", None, None, "http://[::1]:8080"),
     ],
 )
-def test_base_url(host: str | None, schema: str | None, port: int | None, expected: str) -> None:
-    assert build_base_url("klar_x", host, schema, port) == expected
+def test_base_url(host: str | None, schema: str | None, port: int | str | None, expected: str) -> None:
+    assert build_base_url("klar_x", host, schema, port) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "message"),
+    [
+        (
+            "https://klar.example:9000",
+            8443,
+            "The host of connection 'klar_x' names port 9000 but its Port field says 8443: make them "
+            "agree, or empty the Port field.",
+        ),
+        (
+            "klar.example",
+            "https",
+            "The port of connection 'klar_x' must be a number such as 443; got 'https'.",
+        ),
+        ("klar.example", 70000, "The port of connection 'klar_x' must be 1 to 65535; got 70000."),
+    ],
+)
+def test_a_port_that_contradicts_the_host_or_is_not_a_port_is_refused(
+    host: str, port: Any, message: str
+) -> None:
+    with pytest.raises(KlarConfigurationError) as caught:
+        build_base_url("klar_x", host, None, port)
+    assert str(caught.value) == message
 
 
 @pytest.mark.parametrize(

@@ -235,7 +235,7 @@ def test_test_connection_gives_up_quickly() -> None:
     script = Script(*(make() for make in answers))
     ok, message = script.hook().test_connection()
     assert not ok
-    assert message.startswith("Klar is unreachable")
+    assert message.startswith("Klar at https://klar.test answered HTTP 503 on every attempt")
     assert len(script.requests) == 2  # not the task's five attempts: the UI button is waiting
 
 
