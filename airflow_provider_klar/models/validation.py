@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import ErrorDetails, PydanticSerializationError, SchemaValidator, core_schema
 
+from airflow_provider_klar._jsonsafe import MAX_DEPTH, deepest_path
 from airflow_provider_klar.models._base import PYTHON_ONLY
 from airflow_provider_klar.models._messages import describe, field_errors, path_of
 from airflow_provider_klar.models.costs import Cogs, LogisticsCosts, Refund, TransactionCosts
@@ -190,15 +191,45 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 
 def _json_ready(value: Any) -> bool:
-    if value is None or isinstance(value, (str, bool, int)):
-        return True
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, list):
-        return all(_json_ready(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _json_ready(v) for k, v in value.items())
-    return False
+    # An explicit stack: an unknown field may be nested far deeper than Python's recursion limit.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is None or isinstance(item, (str, bool, int)):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                return False
+            stack.extend(item.values())
+        else:
+            return False
+    return True
+
+
+def _too_deep(errors: list[ErrorDetails]) -> tuple[FieldError, ...]:
+    """Errors for the unknown fields nested deeper than any record may be (see ``MAX_DEPTH``)."""
+    found = []
+    for error in errors:
+        if error["type"] != "extra_forbidden":
+            continue
+        loc = error["loc"]
+        # The unknown field sits len(loc) - 1 levels below the record, which is level 1.
+        where = deepest_path(error["input"], MAX_DEPTH - len(loc))
+        if where is None:
+            continue
+        path = path_of(loc)
+        at = f"{path}.{where}" if where else path
+        message = (
+            f"nested more than {MAX_DEPTH} levels deep (at {at}); no Klar object is nested more than a few "
+            f"levels, so this field cannot be checked or sent: leave it out"
+        )
+        found.append(FieldError(path, message))
+    return tuple(found)
 
 
 def _value_at(record: Any, path: str) -> Any:
@@ -268,6 +299,10 @@ class RecordValidator:
     def _slow(self, raw: dict[str, Any], errors: list[ErrorDetails]) -> ValidatedRecord:
         """Handle a record with unknown keys, snake_case names, nested models or errors."""
         unknown = [path_of(e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
+        if unknown:
+            deep = _too_deep(errors)
+            if deep:
+                return ValidatedRecord(None, _best_id(raw, self._id_field), deep)
         if len(unknown) == len(errors) and not any(
             e["loc"][-1] in self._snake or not _json_ready(e["input"]) for e in errors
         ):

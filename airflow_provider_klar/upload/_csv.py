@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
-from airflow_provider_klar.upload._record import SourceRecord, cut
+from airflow_provider_klar.upload._record import SourceRecord, cut, source_error
 
 Converter = Callable[[str], Any]
 
@@ -134,12 +134,88 @@ def _convert(
     return record, None
 
 
-def _first_row(reader: Any) -> list[str] | None:
-    """Return the first row that is not blank (the header), or ``None`` for an empty file."""
-    for row in reader:
+class _Lines:
+    """The lines of a binary stream, each decoded on its own, for ``csv.reader``; remembers what it saw.
+
+    Decoding line by line keeps a byte that is not UTF-8 to its own line (replaced by U+FFFD, which
+    is never a quote, comma or line end, so the CSV structure around it stays intact) and keeps the
+    line count true, also inside quoted cells that span lines.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._lines = iter(stream)
+        #: How many lines were handed out.
+        self.number = 0
+        #: For the lines handed out since :meth:`mark`: (line number, why it is not UTF-8 or has a BOM).
+        self.problems: list[tuple[int, str]] = []
+        #: Whether the stream has no more lines.
+        self.ended = False
+
+    def mark(self) -> None:
+        """Forget the problems seen so far (called before each row)."""
+        self.problems = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            raw = next(self._lines)
+        except StopIteration:
+            self.ended = True
+            raise
+        self.number += 1
+        if raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+            if self.number != 1:
+                self.problems.append((self.number, _BOM_PROBLEM))
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            self.problems.append(
+                (
+                    self.number,
+                    f"byte 0x{raw[bad.start]:02X} at byte {bad.start + 1} of the line is not UTF-8; "
+                    f"save the file as UTF-8",
+                )
+            )
+            return raw.decode("utf-8", "replace")
+
+
+_BOM = b"\xef\xbb\xbf"
+_BOM_PROBLEM = (
+    "starts with a byte order mark (BOM, bytes EF BB BF), as where files were concatenated; only the "
+    "first line of a file may; remove it"
+)
+_STREAM_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError)
+
+
+def _broken(exc: BaseException) -> str:
+    if isinstance(exc, (EOFError, gzip.BadGzipFile, zlib.error)):
+        return f"the file is not valid gzip or is cut short ({type(exc).__name__}: {exc})"
+    return f"reading the file failed ({type(exc).__name__}: {exc})"
+
+
+def _header(reader: Any, lines: _Lines, source: str, position: int) -> list[str] | None:
+    """Read the first row that is not blank: the column names; ``None`` for a file without one."""
+    while True:
+        lines.mark()
+        first_line = lines.number + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return None
         if any(cell.strip() for cell in row):
-            return list(row)
-    return None
+            break
+    where = f"line {first_line} (the header)"
+    if lines.problems:
+        raise source_error(source, where, lines.problems[0][1], position=position, line=lines.problems[0][0])
+    names = [name.strip() for name in row]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates or "" in names:
+        what = f"duplicate columns {duplicates}" if duplicates else "a column without a name"
+        raise source_error(source, where, f"the header has {what}", position=position, line=first_line)
+    return names
 
 
 def iter_csv(
@@ -147,73 +223,74 @@ def iter_csv(
 ) -> Iterator[SourceRecord]:
     """Yield one record per CSV row, the first row naming the columns.
 
-    A row with the wrong number of cells, or a number column that holds no number, is an error
-    record with the row's first line number. Blank rows (also ``,,,``) are skipped.
+    A row with the wrong number of cells, a number column that holds no number, a byte that is not
+    UTF-8 or a byte order mark opening a line after the first is an error record with the row's
+    first line number (true also after quoted cells that span lines). Blank rows (also ``,,,``) are
+    skipped.
 
     :param stream: The binary stream (already decompressed); UTF-8, with or without a BOM.
     :param source: The file's display name.
     :param start: The position of the first record.
     :param resource: The flat Klar resource whose model types the columns.
     :param api_version: Its API version.
+    :raises KlarSourceError: When the header cannot be read, a quoted cell never closes, or the gzip
+        stream or the storage fails; the rows before were yielded.
     """
     types = column_types(resource, api_version)
-    # newline="" lets the csv module see the line ends inside quoted cells itself.
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
-    reader = csv.reader(text, strict=True)
+    lines = _Lines(stream)
+    # The lines keep their ends, so the csv module sees the line ends inside quoted cells itself.
+    reader = csv.reader(lines, strict=True)
     position = start
     try:
-        header = _first_row(reader)
-        if header is None:
-            return
-        header_line = reader.line_num
-        names = [name.strip() for name in header]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates or "" in names:
-            what = f"duplicate columns {duplicates}" if duplicates else "a column without a name"
-            yield SourceRecord(
-                position,
-                source,
-                header_line,
-                None,
-                f"line {header_line}: the header has {what}",
-                _row_text(header),
-            )
+        names = _header(reader, lines, source, position)
+        if names is None:
             return
         columns = [(name, types.get(name, "string"), _converter(types.get(name))) for name in names]
-        width = len(names)
-        previous = reader.line_num
         while True:
-            first_line = previous + 1
+            lines.mark()
+            first_line = lines.number + 1
             try:
                 row = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
+                if lines.ended:
+                    # The parser read to the end of the file looking for the end of a quoted cell.
+                    raise source_error(
+                        source,
+                        f"line {first_line}",
+                        f"bad CSV row: {exc} (a quoted cell opened here never closes)",
+                        position=position,
+                        line=first_line,
+                    ) from exc
                 yield SourceRecord(
                     position, source, first_line, None, f"line {first_line}: bad CSV row: {exc}"
                 )
                 position += 1
-                if reader.line_num == previous:
-                    return
-                previous = reader.line_num
                 continue
-            previous = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != width:
-                message = f"line {first_line}: expected {width} columns ({', '.join(names)}), got {len(row)}"
+            if lines.problems:
+                number, problem = lines.problems[0]
+                message = f"line {number}: {problem}"
                 yield SourceRecord(position, source, first_line, None, message, _row_text(row))
-                position += 1
+            elif not any(cell.strip() for cell in row):
                 continue
-            record, problem = _convert(columns, row, first_line)
-            if problem is None:
-                yield SourceRecord(position, source, first_line, record)
             else:
-                yield SourceRecord(position, source, first_line, None, problem, _row_text(row))
+                yield _row_record(columns, row, position, source, first_line)
             position += 1
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        line = (reader.line_num or 0) + 1
-        yield SourceRecord(position, source, line, None, f"line {line}: cannot read the file: {exc}")
-    finally:
-        # Leave the underlying stream open for its owner to close.
-        text.detach()
+    except _STREAM_ERRORS as exc:
+        raise source_error(
+            source, f"after line {lines.number}", _broken(exc), position=position, line=lines.number + 1
+        ) from exc
+
+
+def _row_record(
+    columns: list[tuple[str, str, Converter | None]], row: list[str], position: int, source: str, line: int
+) -> SourceRecord:
+    if len(row) != len(columns):
+        names = ", ".join(name for name, _, _ in columns)
+        message = f"line {line}: expected {len(columns)} columns ({names}), got {len(row)}"
+        return SourceRecord(position, source, line, None, message, _row_text(row))
+    record, problem = _convert(columns, row, line)
+    if problem is None:
+        return SourceRecord(position, source, line, record)
+    return SourceRecord(position, source, line, None, problem, _row_text(row))

@@ -1,4 +1,14 @@
-"""Readers for JSON Lines and JSON array files (used through :mod:`~airflow_provider_klar.upload.sources`)."""
+"""Readers for JSON Lines and JSON array files (used through :mod:`~airflow_provider_klar.upload.sources`).
+
+A JSON Lines file is read line by line as bytes: a line that is not a JSON object (a syntax error, a
+byte that is not UTF-8, ``NaN``, a byte order mark opening a later line) is rejected as that line, with
+its true line number, and the file is read on. A JSON array cannot be resynchronised after a syntax
+error, so there the read stops with :class:`~airflow_provider_klar.exceptions.KlarSourceError`; so does
+any file whose gzip stream or storage fails.
+
+A line in the layout of the provider's own rejected file (``position``, ``source``, ``errors``,
+``record``...) stands for its ``record``: a fixed rejected file can be passed back as ``path=``.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +20,18 @@ from typing import IO, Any
 import ijson
 from pydantic_core import from_json
 
-from airflow_provider_klar.upload._record import SourceRecord, cut
+from airflow_provider_klar._jsonsafe import MAX_DEPTH
+from airflow_provider_klar.exceptions import KlarSourceError
+from airflow_provider_klar.upload._record import SourceRecord, cut, source_error
 
 #: Errors that mean the compressed stream itself is broken (cut short, or not gzip at all).
 GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, gzip.BadGzipFile, zlib.error)
+#: Errors that end the reading of a stream: a broken gzip stream, or the storage failing (``OSError``).
+STREAM_ERRORS: tuple[type[Exception], ...] = (*GZIP_ERRORS, OSError)
 _WHITESPACE = b" \t\r\n"
 _BOM = b"\xef\xbb\xbf"
+#: The keys that mark a line of the provider's rejected file (see ``upload/rejected.py``).
+_REJECTED_KEYS = ("position", "source", "errors", "record")
 
 
 def json_type(value: Any) -> str:
@@ -33,17 +49,45 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _reason(exc: BaseException) -> str:
-    # pydantic_core says "... at line 1 column 9": the line is always 1 within one JSON line.
+def _reason(exc: BaseException, line: bytes) -> str:
+    """Say why ``line`` is not JSON, from pydantic_core's error: where, and what to do when it is known."""
+    # pydantic_core says "... at line 1 column 9" (a byte column): the line is always 1 within one line.
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        # Named before any syntax error: a byte that is not UTF-8 throws the parser off anywhere.
+        where = f"byte {bad.start + 1} of the line"
+        return f"byte 0x{line[bad.start]:02X} at {where} is not UTF-8; save the file as UTF-8"
     text = str(exc)
-    head, found, column = text.rpartition(" at line 1 column ")
-    if found and column.isdigit():
-        text = f"{head} at column {int(column) or 1}"
-    return f"invalid JSON: {text}"
+    head, found, column_text = text.rpartition(" at line 1 column ")
+    if not (found and column_text.isdigit()):
+        return f"invalid JSON: {text}"
+    column = int(column_text) or 1
+    if head == "recursion limit exceeded":
+        return (
+            f"nested more than {MAX_DEPTH} levels deep (at column {column}); no Klar object is nested more "
+            f"than a few levels: leave the deep field out"
+        )
+    if head in ("expected value", "invalid number"):
+        for token in (b"NaN", b"Infinity", b"-Infinity"):
+            start = column - (2 if token.startswith(b"-") else 1)
+            if line[start:].startswith(token):
+                return (
+                    f"{token.decode()} is not a JSON number (at column {start + 1}); Klar cannot store it: "
+                    f"write null or leave the field out"
+                )
+    if "surrogate" in head or "hex escape" in head:
+        return (
+            f"invalid JSON: {head} at column {column} (a \\u escape of half a UTF-16 pair, which is not "
+            f"a character)"
+        )
+    return f"invalid JSON: {head} at column {column}"
 
 
 def _broken(exc: BaseException) -> str:
-    return f"the file is not valid gzip or is cut short ({type(exc).__name__}: {exc})"
+    if isinstance(exc, GZIP_ERRORS):
+        return f"the file is not valid gzip or is cut short ({type(exc).__name__}: {exc})"
+    return f"reading the file failed ({type(exc).__name__}: {exc})"
 
 
 def iter_json_lines(stream: IO[bytes], source: str, start: int) -> Iterator[SourceRecord]:
@@ -52,18 +96,20 @@ def iter_json_lines(stream: IO[bytes], source: str, start: int) -> Iterator[Sour
     :param stream: The binary stream (already decompressed).
     :param source: The file's display name.
     :param start: The position of the first record.
+    :raises KlarSourceError: When the gzip stream or the storage fails; the lines before were yielded.
     """
     position = start
     number = 0
     try:
-        # Iterating a binary file yields bytes lines at C speed.
+        # Iterating a binary file yields bytes lines at C speed; each is decoded on its own, so a bad
+        # byte costs its line only and every line number stays true.
         for number, line in enumerate(stream, 1):
             if line.isspace():
                 continue
             yield parse_json_line(line, number, position, source)
             position += 1
-    except GZIP_ERRORS as exc:
-        yield broken_stream(position, source, number, exc)
+    except STREAM_ERRORS as exc:
+        raise stream_error(source, number, position, exc) from exc
 
 
 def parse_json_line(line: bytes, number: int, position: int, source: str) -> SourceRecord:
@@ -81,38 +127,69 @@ def parse_json_line(line: bytes, number: int, position: int, source: str) -> Sou
     try:
         record = from_json(line, allow_inf_nan=False, cache_strings="keys")
     except ValueError as exc:
-        if number == 1 and line.startswith(_BOM):
-            line = line[len(_BOM) :]
-            record, problem = _parse(line)
-        else:
-            record, problem = None, _reason(exc)
-        if problem is not None:
-            return SourceRecord(position, source, number, None, f"line {number}: {problem}", _raw(line))
+        if not line.startswith(_BOM):
+            return _malformed(position, source, number, _reason(exc, line), line)
+        if number != 1:
+            # Only a file's first line may open with a BOM; one further on usually means files were
+            # concatenated. Named as such, since the parser would only say "expected value at column 1".
+            problem = (
+                "starts with a byte order mark (BOM, bytes EF BB BF), as where files were concatenated; "
+                "only the first line of a file may; remove it"
+            )
+            return _malformed(position, source, number, problem, line)
+        line = line[len(_BOM) :]
+        try:
+            record = from_json(line, allow_inf_nan=False, cache_strings="keys")
+        except ValueError as exc_after_bom:
+            return _malformed(position, source, number, _reason(exc_after_bom, line), line)
     if type(record) is dict:
+        if "record" in record and all(key in record for key in _REJECTED_KEYS):
+            return _unwrap(record, number, position, source)
         # The line's own bytes travel along: when the validator proves the parsed dict is exactly
         # what Klar gets, they are sent as they are instead of encoding the dict again.
         return SourceRecord(position, source, number, record, None, line)
-    problem = f"line {number}: expected a JSON object, got {json_type(record)}"
-    return SourceRecord(position, source, number, None, problem, _raw(line))
+    return _malformed(position, source, number, f"expected a JSON object, got {json_type(record)}", line)
 
 
-def broken_stream(position: int, source: str, number: int, exc: BaseException) -> SourceRecord:
-    """Return the error record for a compressed stream that broke after line ``number``.
+def _malformed(position: int, source: str, number: int, problem: str, line: bytes | str) -> SourceRecord:
+    raw = line if isinstance(line, str) else _raw(line)
+    return SourceRecord(position, source, number, None, f"line {number}: {problem}", raw)
 
-    :param position: The position the next record would have had.
+
+def _unwrap(entry: dict[str, Any], number: int, position: int, source: str) -> SourceRecord:
+    """Read a line of the provider's rejected file as the record it holds (fixed by now, or not)."""
+    inner = entry["record"]
+    if type(inner) is dict:
+        # No raw bytes: the record is encoded again, the rejected file's layout is not sent.
+        return SourceRecord(position, source, number, inner)
+    if isinstance(inner, str):
+        # The raw text of a line that was malformed; a BOM it began with was the file's problem.
+        text = inner.removeprefix("\ufeff")
+        try:
+            record = from_json(
+                text.encode("utf-8", "surrogatepass"), allow_inf_nan=False, cache_strings="keys"
+            )
+        except ValueError as exc:
+            reason = _reason(exc, text.encode("utf-8", "replace"))
+            problem = f"the rejected record's text is still not JSON: {reason}"
+            return _malformed(position, source, number, problem, text)
+        if type(record) is dict:
+            return SourceRecord(position, source, number, record)
+        problem = f"the rejected record's text is not a JSON object but {json_type(record)}"
+        return _malformed(position, source, number, problem, text)
+    problem = f"a line of a rejected file whose record is {json_type(inner)}, not a JSON object"
+    return _malformed(position, source, number, problem, cut(repr(inner)))
+
+
+def stream_error(source: str, number: int, position: int, exc: BaseException) -> KlarSourceError:
+    """Return the error for a JSON Lines stream that broke after line ``number``; the caller raises it.
+
     :param source: The file's display name.
     :param number: The number of the last line read whole (0 when none was).
-    :param exc: The decompression error.
+    :param position: The position the next record would have had.
+    :param exc: The decompression or storage error.
     """
-    return SourceRecord(position, source, number + 1, None, f"line {number + 1}: {_broken(exc)}")
-
-
-def _parse(line: bytes) -> tuple[Any, str | None]:
-    """Parse one line; return the value, or ``None`` and why it is not JSON."""
-    try:
-        return from_json(line, allow_inf_nan=False, cache_strings="keys"), None
-    except ValueError as exc:
-        return None, _reason(exc)
+    return source_error(source, f"after line {number}", _broken(exc), position=position, line=number + 1)
 
 
 def _raw(line: bytes) -> str:
@@ -156,12 +233,16 @@ class _Prefixed:
 def iter_json_array(stream: IO[bytes], source: str, start: int) -> Iterator[SourceRecord]:
     """Yield the objects of a JSON array one by one (streamed with ijson), or one record for an object.
 
-    ``line`` is the item's 0-based index. Items that are not objects are error records; a syntax error
-    midway yields the records before it and one error record, then the file ends there.
+    ``line`` is the item's 0-based index. Items that are not objects are error records. A syntax error
+    midway (also ``NaN``, a byte that is not UTF-8, an integer beyond 64 bits: the streaming parser
+    cannot step over them) ends the read: the items before it are yielded, then
+    :class:`~airflow_provider_klar.exceptions.KlarSourceError` names the item.
 
     :param stream: The binary stream (already decompressed).
     :param source: The file's display name.
     :param start: The position of the first record.
+    :raises KlarSourceError: For a syntax error, a file that holds no JSON array or object, a broken gzip
+        stream or a storage error.
     """
     count = 0
     try:
@@ -170,10 +251,9 @@ def iter_json_array(stream: IO[bytes], source: str, start: int) -> Iterator[Sour
             return
         if first not in b"[{":
             shown = cut(head[:40].decode("utf-8", "replace"), 40)
-            yield SourceRecord(
-                start, source, 0, None, f"item 0: expected a JSON array of objects, found {shown!r}"
+            raise source_error(
+                source, "item 0", f"expected a JSON array of objects, found {shown!r}", position=start, line=0
             )
-            return
         prefix = "item" if first == ord("[") else ""
         # ijson's pull parser (C backend) yields every value completed before a syntax error.
         # use_float: plain floats instead of Decimal (ints stay ints), as json.loads gives.
@@ -185,7 +265,12 @@ def iter_json_array(stream: IO[bytes], source: str, start: int) -> Iterator[Sour
                 yield SourceRecord(start + count, source, count, None, problem, cut(repr(item)))
             count += 1
     except ijson.JSONError as exc:
-        reason = str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__
-        yield SourceRecord(start + count, source, count, None, f"item {count}: invalid JSON: {reason}")
-    except GZIP_ERRORS as exc:
-        yield SourceRecord(start + count, source, count, None, f"item {count}: {_broken(exc)}")
+        text = exc.args[0] if exc.args else ""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        reason = str(text).splitlines()[0].strip() if text else type(exc).__name__
+        raise source_error(
+            source, f"item {count}", f"invalid JSON: {reason}", position=start + count, line=count
+        ) from exc
+    except STREAM_ERRORS as exc:
+        raise source_error(source, f"item {count}", _broken(exc), position=start + count, line=count) from exc

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_klar.exceptions import KlarSourceError
+
 
 @dataclass(frozen=True, slots=True)
 class SourceRecord:
@@ -41,3 +43,25 @@ class SourceRecord:
 def cut(text: str, limit: int = 10_000) -> str:
     """Return ``text`` cut to ``limit`` characters, marking the cut with ``...``."""
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def source_error(
+    source: str,
+    where: str,
+    reason: str,
+    *,
+    position: int,
+    line: int | None = None,
+    offset: int | None = None,
+) -> KlarSourceError:
+    """Return the error for a source that stops being readable at ``where``; the caller raises it.
+
+    :param source: The file's display name.
+    :param where: Where it broke, for people: ``"item 1500"``, ``"after line 1268"``.
+    :param reason: Why, for people.
+    :param position: The position the next record would have had in the whole source.
+    :param line: The line or item index where it broke, when known.
+    :param offset: The byte offset in the (decompressed) file, when known.
+    """
+    message = f"{source}, {where}: {reason.rstrip('.')}. The rest of {source} was not read."
+    return KlarSourceError(message, source=source, position=position, line=line, offset=offset)

@@ -27,7 +27,7 @@ from multiprocessing.pool import AsyncResult, Pool
 from typing import Any
 
 from airflow_provider_klar.exceptions import KlarError
-from airflow_provider_klar.upload._json import GZIP_ERRORS, broken_stream, parse_json_line
+from airflow_provider_klar.upload._json import STREAM_ERRORS, parse_json_line, stream_error
 from airflow_provider_klar.upload.prepare import PreparedRecord
 from airflow_provider_klar.upload.settings import LogLike
 
@@ -228,16 +228,16 @@ class ParallelReader:
                         chunk, start = [], position
                         while len(pending) >= limit:
                             yield from self._collect(*pending.popleft())
-            except GZIP_ERRORS as exc:
-                broken = broken_stream(position, name, number, exc)
+            except STREAM_ERRORS as exc:
+                broken = stream_error(name, number, position, exc)
+                broken.__cause__ = exc
             if chunk:
                 pending.append((name, start, chunk, self._submit(name, start, chunk)))
             if broken is not None:
-                ready = ReadyRecord(
-                    position, name, broken.line, None, broken.error, None, self._prepare(broken)
-                )
-                pending.append((name, position, [], [ready]))
-                position += 1
+                # What was read before the break is yielded (and sent); then the source fails.
+                while pending:
+                    yield from self._collect(*pending.popleft())
+                raise broken
         while pending:
             yield from self._collect(*pending.popleft())
         pool, self._pool = self._pool, None

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from airflow_provider_klar._jsonsafe import MAX_DEPTH, deepest_path
 from airflow_provider_klar.results import FieldError
 from airflow_provider_klar.upload.accounting import where
 
@@ -106,7 +107,9 @@ def make_preparer(
     With a validator, the models decide; a valid record is sent as the validator returns it (the original
     dict when nothing needed changing). Without one, the record is only encoded. A malformed line, a
     record that is not a JSON object and a value JSON cannot carry (``NaN``, a ``datetime`` without
-    validation) are rejected with a reason rather than raised.
+    validation) are rejected with a reason rather than raised; so is anything else that goes wrong with
+    one record (a record nested too deep for the encoder, a mapping whose methods raise): nothing about
+    one record can end the upload.
 
     A record read from a JSON Lines file carries its line's bytes (``raw``). When the validator hands
     back the very dict it was given, it vouches that the dict is already exactly what Klar gets
@@ -125,41 +128,68 @@ def make_preparer(
     id_pattern = re.compile(rf'"{re.escape(id_field)}"\s*:\s*"([^"\\]{{1,200}})"')
 
     def prepare(src: SourceLike) -> PreparedRecord:
-        if src.error is not None:
-            # The id of a line cut short can often still be read, so the rejected file can name it.
-            raw_text = getattr(src, "raw", None)
-            found = id_pattern.search(raw_text) if isinstance(raw_text, str) else None
-            error = FieldError("", f"Malformed record: {src.error}")
-            return prepared(None, found.group(1) if found else None, (error,))
-        if validate is not None:
-            checked = validate(src.record)
-            out = checked.record
-            if out is None or checked.errors:
-                errors = checked.errors or (FieldError("", "The models found the record invalid."),)
-                return prepared(None, checked.id, errors, checked.warnings, checked.unknown_fields)
-            raw = getattr(src, "raw", None)
-            if out is src.record and type(raw) is bytes:
-                line = raw.strip()
-                if max_raw is None or len(line) <= max_raw:
-                    return prepared(line, checked.id, (), checked.warnings, checked.unknown_fields)
-            try:
-                encoded = encode_valid(out)
-            except encode_errors as err:
-                return prepared(None, checked.id, (FieldError("", f"Cannot be sent as JSON: {err}."),))
-            return prepared(encoded, checked.id, (), checked.warnings, checked.unknown_fields)
-        # Unchecked records are encoded from the dict even when the line's bytes are at hand: only the
-        # encoder refuses numbers JSON cannot carry (1e400 reads as infinity), as Klar would.
-        record = _plain(src.record)
-        record_id = _id_of(record, id_field)
-        if not isinstance(record, Mapping):
-            message = f"A record must be a JSON object, got {type(record).__name__}."
-            return prepared(None, record_id, (FieldError("", message),))
         try:
-            return prepared(_dumps(record).encode(), record_id)
-        except (TypeError, ValueError) as err:
-            return prepared(None, record_id, (FieldError("", f"Cannot be sent as JSON: {err}."),))
+            if src.error is not None:
+                # The id of a line cut short can often still be read, so the rejected file can name it.
+                raw_text = getattr(src, "raw", None)
+                found = id_pattern.search(raw_text) if isinstance(raw_text, str) else None
+                error = FieldError("", f"Malformed record: {src.error}")
+                return prepared(None, found.group(1) if found else None, (error,))
+            if validate is not None:
+                checked = validate(src.record)
+                out = checked.record
+                if out is None or checked.errors:
+                    errors = checked.errors or (FieldError("", "The models found the record invalid."),)
+                    return prepared(None, checked.id, errors, checked.warnings, checked.unknown_fields)
+                raw = getattr(src, "raw", None)
+                if out is src.record and type(raw) is bytes:
+                    line = raw.strip()
+                    if max_raw is None or len(line) <= max_raw:
+                        return prepared(line, checked.id, (), checked.warnings, checked.unknown_fields)
+                try:
+                    encoded = encode_valid(out)
+                except encode_errors as err:
+                    return prepared(None, checked.id, (FieldError("", f"Cannot be sent as JSON: {err}."),))
+                return prepared(encoded, checked.id, (), checked.warnings, checked.unknown_fields)
+            # Unchecked records are encoded from the dict even when the line's bytes are at hand: only the
+            # encoder refuses numbers JSON cannot carry (1e400 reads as infinity), as Klar would.
+            record = _plain(src.record)
+            record_id = _id_of(record, id_field)
+            if not isinstance(record, Mapping):
+                message = f"A record must be a JSON object, got {type(record).__name__}."
+                return prepared(None, record_id, (FieldError("", message),))
+            try:
+                return prepared(_dumps(record).encode(), record_id)
+            except (TypeError, ValueError) as err:
+                return prepared(None, record_id, (FieldError("", f"Cannot be sent as JSON: {err}."),))
+        except Exception as err:  # one hostile record is rejected as itself; it never ends the upload
+            return prepared(
+                None, _safe_id(src.record, id_field), (FieldError("", _why_unsendable(src.record, err)),)
+            )
 
     return prepare
+
+
+def _safe_id(record: Any, id_field: str) -> str | None:
+    try:
+        return _id_of(record, id_field)
+    except Exception:  # the record's own methods failed: it has no id to tell
+        return None
+
+
+def _why_unsendable(record: Any, err: Exception) -> str:
+    """Say why checking or encoding one record raised ``err``, for its rejection."""
+    try:
+        where = deepest_path(record)
+    except Exception:  # a mapping whose methods raise
+        where = None
+    if where is not None or isinstance(err, RecursionError):
+        at = f" (at {where})" if where else ""
+        return (
+            f"The record is nested more than {MAX_DEPTH} levels deep{at}; no Klar object is nested more "
+            f"than a few levels, so it cannot be checked or sent: leave the deep field out."
+        )
+    return f"The record cannot be checked or sent: {type(err).__name__}: {err}."
 
 
 def describe(src: SourceLike) -> str:

@@ -7,31 +7,36 @@ One line per rejected record::
      "record": {...the record as read, or the raw text of a malformed line...}}
 
 The file is created on the first rejected record only, so a clean upload leaves no empty file behind.
+
+Every line is strict JSON, whatever the record held: numbers that are not finite are written as the
+strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (and the line's ``errors`` say so), values JSON does
+not know as their text, any nesting depth in full. So the file can be fixed and passed back as ``path=``:
+the JSON Lines reader recognises this layout and reads each line's ``record``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import IO, Any
 
+from airflow_provider_klar._jsonsafe import NON_FINITE_NOTE, strict_json
 from airflow_provider_klar.results import FieldError
 from airflow_provider_klar.upload._record import SourceRecord
 from airflow_provider_klar.upload.sources import display_name, to_storage_path
 
 __all__ = ["RejectedWriter"]
 
-# default=str: a record from records= may hold datetimes or Decimals; the file must still be written.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
-
 
 def _plain(record: Any) -> Any:
     dump = getattr(record, "model_dump", None)
     if callable(dump):
-        return dump(mode="json", by_alias=True, exclude_unset=True)
+        try:
+            return dump(mode="json", by_alias=True, exclude_unset=True)
+        except Exception:  # strict_json writes what cannot be dumped as its text
+            return record
     return record
 
 
@@ -45,6 +50,26 @@ def _error_dict(error: FieldError | Mapping[str, Any] | str) -> dict[str, Any]:
             "value": error.get("value"),
         }
     return {"path": "", "message": str(error), "value": None}
+
+
+def encode_line(entry: Mapping[str, Any]) -> bytes:
+    """Return one rejected-file line: ``entry`` as strict JSON and UTF-8, ending in a newline.
+
+    Never raises for what a record holds (see :func:`~airflow_provider_klar._jsonsafe.strict_json`).
+    When a non-finite number had to be written as a string, a note saying so is added to the line's
+    ``errors``, so nobody mistakes ``"NaN"`` for what the source held.
+
+    :param entry: The line's fields; a pydantic model under ``"record"`` is dumped by alias.
+    """
+    line = dict(entry)
+    if "record" in line:
+        line["record"] = _plain(line["record"])
+    text, changed = strict_json(line)
+    if changed:
+        errors = line.get("errors")
+        line["errors"] = [*(errors if isinstance(errors, list) else []), _error_dict(NON_FINITE_NOTE)]
+        text, _ = strict_json(line)
+    return text.encode("utf-8") + b"\n"
 
 
 class RejectedWriter:
@@ -85,16 +110,14 @@ class RejectedWriter:
         """Count one rejected record and, with a path, append ``entry`` to the file as one JSON line.
 
         :param entry: The line to write, JSON-ready; a pydantic model under ``"record"`` is dumped by
-            alias, and values JSON does not know (datetimes, Decimals) are written as strings.
+            alias, values JSON does not know (datetimes, Decimals) are written as strings, and so are
+            non-finite numbers, with a note added to ``entry["errors"]`` (see :func:`encode_line`).
         """
         if self.path is None:
             with self._lock:
                 self.count += 1
             return
-        line = dict(entry)
-        if "record" in line:
-            line["record"] = _plain(line["record"])
-        data = _encode(line).encode() + b"\n"
+        data = encode_line(entry)
         with self._lock:
             self.count += 1
             if self._file is None:

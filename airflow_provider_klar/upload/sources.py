@@ -5,6 +5,12 @@ so memory stays flat whatever the file size. A line that cannot be parsed is not
 :class:`SourceRecord` with :attr:`~SourceRecord.error` set and its line number, so the operator can count
 it as rejected and carry on with the next line.
 
+A source that stops being readable midway (a JSON array with a syntax error, a gzip file cut short, the
+object storage failing while reading) raises
+:class:`~airflow_provider_klar.exceptions.KlarSourceError` after the records before the break, naming the
+file, where it broke, and the files after it that were not read either. An exception raised by the
+iterable given as ``records=`` is passed on unchanged.
+
 Configuration mistakes (no file matches the pattern, an unknown extension, CSV for a nested resource)
 raise :class:`~airflow_provider_klar.exceptions.KlarConfigurationError` when :func:`iter_path` is
 called, before a single record is read.
@@ -17,13 +23,14 @@ import gzip
 import hashlib
 import logging
 import os
+import zlib
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import IO, Any
 
-from airflow_provider_klar.exceptions import KlarConfigurationError
+from airflow_provider_klar.exceptions import KlarConfigurationError, KlarSourceError
 from airflow_provider_klar.upload._csv import iter_csv
 from airflow_provider_klar.upload._json import iter_json_array, iter_json_lines
-from airflow_provider_klar.upload._record import SourceRecord, cut
+from airflow_provider_klar.upload._record import SourceRecord, cut, source_error
 
 __all__ = [
     "FORMATS",
@@ -408,16 +415,39 @@ def _iter_files(
     plan: list[tuple[Any, str, bool]], resource: str, api_version: str | None
 ) -> Generator[SourceRecord, None, None]:
     position = 0
-    for path, fmt, gzipped in plan:
-        with _open(path) as stream:
-            for item in iter_stream(
-                stream,
-                fmt,
-                gzipped=gzipped,
-                source=display_name(path),
-                start=position,
-                resource=resource,
-                api_version=api_version,
-            ):
-                position += 1
-                yield item
+    for number, (path, fmt, gzipped) in enumerate(plan):
+        name = display_name(path)
+        first = position
+        try:
+            with _open(path) as stream:
+                for item in iter_stream(
+                    stream,
+                    fmt,
+                    gzipped=gzipped,
+                    source=name,
+                    start=position,
+                    resource=resource,
+                    api_version=api_version,
+                ):
+                    position += 1
+                    yield item
+        except KlarSourceError as err:
+            raise _with_files_after(err, plan[number + 1 :]) from err.__cause__
+        except (OSError, EOFError, zlib.error) as err:
+            # Opening failed (the file went away after the listing), or a reader let a storage error through.
+            reason = f"reading the file failed ({type(err).__name__}: {err})"
+            where = f"after its record {position - first}" if position > first else "before its first record"
+            broken = source_error(name, where, reason, position=position)
+            raise _with_files_after(broken, plan[number + 1 :]) from err
+
+
+def _with_files_after(err: KlarSourceError, after: list[tuple[Any, str, bool]]) -> KlarSourceError:
+    """Add to ``err`` the files of a glob or folder after the broken one, which were not read either."""
+    if not after:
+        return err
+    names = ", ".join(display_name(p) for p, _, _ in after[:3]) + (", ..." if len(after) > 3 else "")
+    files = "file" if len(after) == 1 else f"{len(after)} files"
+    message = f"{err} The {files} after it ({names}) {'was' if len(after) == 1 else 'were'} not read either."
+    return KlarSourceError(
+        message, source=err.source, position=err.position, line=err.line, offset=err.offset
+    )

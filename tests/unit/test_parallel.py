@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from airflow_provider_klar.exceptions import KlarAuthError, KlarError, KlarTransientError
+from airflow_provider_klar.exceptions import KlarAuthError, KlarError, KlarSourceError, KlarTransientError
 from airflow_provider_klar.models import RecordValidator
 from airflow_provider_klar.upload import parallel
 from airflow_provider_klar.upload.accounting import Rejection
@@ -221,10 +221,16 @@ def test_a_gzip_file_cut_short_is_reported_at_the_same_place(tmp_path: Path) -> 
     body = gzip.compress(b"\n".join(mixed_lines("07.2025") * 4) + b"\n")
     (folder / "o.jsonl.gz").write_bytes(body[: len(body) * 2 // 3])
     one, two = Run(folder, 1), Run(folder, 2)
-    one.run()
-    two.run()
+    with pytest.raises(KlarSourceError) as first:
+        one.run()
+    with pytest.raises(KlarSourceError) as second:
+        two.run()
+    # The records read before the break were sent and counted alike; the errors name the same line.
     assert two.outcome() == one.outcome()
-    assert any("gzip" in str(r[4]) for r in one.outcome()["rejected"])
+    assert one.hook.calls
+    assert str(second.value) == str(first.value)
+    assert "cut short" in str(first.value)
+    assert "The rest of" in str(first.value)
 
 
 @pytest.mark.parametrize("workers", [0, 33, True, 1.5])

@@ -194,3 +194,43 @@ def test_write_takes_a_line_composed_by_the_caller(tmp_path: Path) -> None:
         },
         {"position": 5, "errors": [], "record": None},
     ]
+
+
+def strict_lines(data: bytes) -> list[dict[str, Any]]:
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{token} is not JSON")
+
+    return [json.loads(line, parse_constant=refuse) for line in data.decode("utf-8").splitlines()]
+
+
+def test_every_line_is_strict_json_whatever_the_record_holds(tmp_path: Path) -> None:
+    target = tmp_path / "r.jsonl"
+    deep: Any = 1
+    # Shallow enough for json.loads to read back here; test_jsonsafe writes 100,000 levels.
+    for _ in range(600):
+        deep = {"x": deep}
+    with RejectedWriter(target) as writer:
+        writer.reject(
+            position=0,
+            source="records",
+            line=0,
+            id="A",
+            errors=[FieldError("total", "must be a finite number, got nan", float("nan"))],
+            record={"id": "A", "total": float("nan"), "fees": [float("inf"), -float("inf")]},
+        )
+        writer.reject(position=1, source="records", line=1, id="B", errors=["too deep"], record={"foo": deep})
+        writer.reject(position=2, source="records", line=2, id="C", errors=["x"], record={"name": "\ud800"})
+
+    nan_line, deep_line, surrogate_line = strict_lines(target.read_bytes())
+    assert nan_line["record"] == {"id": "A", "total": "NaN", "fees": ["Infinity", "-Infinity"]}
+    # The line says that the strings stand for numbers JSON cannot write.
+    assert nan_line["errors"][0] == {
+        "path": "total",
+        "message": "must be a finite number, got nan",
+        "value": "NaN",
+    }
+    assert "NaN" in nan_line["errors"][-1]["message"]
+    assert "strings" in nan_line["errors"][-1]["message"]
+    assert json.dumps(deep_line["record"]).count("{") == 601
+    assert surrogate_line["record"] == {"name": "\ud800"}
+    assert len(deep_line["errors"]) == 1

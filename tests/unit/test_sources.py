@@ -18,7 +18,7 @@ import pytest
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 from airflow.sdk.io.store import attach
 
-from airflow_provider_klar.exceptions import KlarConfigurationError
+from airflow_provider_klar.exceptions import KlarConfigurationError, KlarSourceError
 from airflow_provider_klar.upload import SourceRecord, detect_format, iter_path, iter_records, resolve_paths
 from airflow_provider_klar.upload import sources as sources_module
 from airflow_provider_klar.upload.sources import display_name, iter_stream
@@ -26,6 +26,17 @@ from airflow_provider_klar.upload.sources import display_name, iter_stream
 ORDERS = [
     {"id": f"ORD-{i}", "currency": "EUR", "totalAmountGross": 10.5 + i, "quantity": i} for i in range(5)
 ]
+
+
+def read_until_broken(source: Iterator[SourceRecord]) -> tuple[list[SourceRecord], KlarSourceError]:
+    """Read ``source`` until it raises ``KlarSourceError``; return what came before and the error."""
+    items: list[SourceRecord] = []
+    try:
+        for item in source:
+            items.append(item)
+    except KlarSourceError as error:
+        return items, error
+    raise AssertionError(f"read {len(items)} records and no KlarSourceError")
 
 
 def encode(records: list[dict[str, Any]], fmt: str) -> bytes:
@@ -127,9 +138,13 @@ def test_csv_bad_rows_are_error_records_with_their_line_and_the_good_rows_still_
 
 def test_csv_header_problems_are_reported_at_line_one(tmp_path: Path) -> None:
     path = write(tmp_path / "c.csv", b"orderId,orderId,x\n1,2,3\n")
-    [item] = list(iter_path(path, resource="cogs"))
-    assert item.line == 1
-    assert item.error == "line 1: the header has duplicate columns ['orderId']"
+    items, error = read_until_broken(iter_path(path, resource="cogs"))
+    assert items == []
+    assert str(error) == (
+        f"{path}, line 1 (the header): the header has duplicate columns ['orderId']. "
+        f"The rest of {path} was not read."
+    )
+    assert (error.source, error.line, error.position) == (str(path), 1, 0)
 
 
 def test_csv_skips_blank_lines_before_the_header(tmp_path: Path) -> None:
@@ -173,7 +188,7 @@ def test_malformed_json_lines_are_error_records_and_blank_lines_are_skipped(tmp_
     assert items[1].raw == '{"id": "B",, }'
     assert items[2].error == "line 5: expected a JSON object, got an array"
     assert items[3].error == "line 6: expected a JSON object, got a number"
-    assert items[5].error == "line 8: invalid JSON: expected value at column 1"
+    assert items[5].error == "line 8: byte 0xFF at byte 1 of the line is not UTF-8; save the file as UTF-8"
     assert records_of([items[0], items[4], items[6]]) == [{"id": "A"}, {"id": "C"}, {"id": "E"}]
 
 
@@ -188,25 +203,28 @@ def test_json_lines_take_a_bom_refuse_nan_and_keep_big_numbers(tmp_path: Path) -
     first, nan, bad_text = iter_path(path)
 
     assert first.record == {"id": "A", "big": 123456789012345678901234567890}
-    assert nan.error == "line 2: invalid JSON: expected value at column 18"
-    assert bad_text.error == "line 3: invalid JSON: invalid unicode code point at column 8"
+    assert nan.error == (
+        "line 2: NaN is not a JSON number (at column 18); Klar cannot store it: "
+        "write null or leave the field out"
+    )
+    assert bad_text.error == "line 3: byte 0xFF at byte 8 of the line is not UTF-8; save the file as UTF-8"
     assert bad_text.raw == '{"v": "\ufffd"}'
 
 
-def test_a_json_array_cut_midway_yields_the_records_before_and_one_error(tmp_path: Path) -> None:
+def test_a_json_array_cut_midway_yields_the_records_before_then_raises(tmp_path: Path) -> None:
     many = [{"id": f"ORD-{i}", "n": i} for i in range(3000)]  # larger than one read chunk
     data = json.dumps(many).encode()
     path = write(tmp_path / "cut.json.gz", data[: len(data) - 20])
 
-    items = list(iter_path(path))
+    good, error = read_until_broken(iter_path(path))
 
-    good, last = items[:-1], items[-1]
     assert len(good) >= 2990
     assert records_of(good) == many[: len(good)]
-    assert not last.ok
-    assert last.line == len(good)
-    assert last.position == len(good)
-    assert last.error == f"item {len(good)}: invalid JSON: parse error: premature EOF"
+    assert (error.line, error.position, error.source) == (len(good), len(good), str(path))
+    assert str(error) == (
+        f"{path}, item {len(good)}: invalid JSON: parse error: premature EOF. "
+        f"The rest of {path} was not read."
+    )
 
 
 def test_a_json_array_with_a_syntax_error_in_its_first_chunk_keeps_the_earlier_records(
@@ -214,13 +232,12 @@ def test_a_json_array_with_a_syntax_error_in_its_first_chunk_keeps_the_earlier_r
 ) -> None:
     path = write(tmp_path / "bad.json", b'[{"id": "A"}, 5, {"id": "B"} x {"id": "C"}]')
 
-    items = list(iter_path(path))
+    items, error = read_until_broken(iter_path(path))
 
-    assert [(i.line, i.record) for i in items[:3]] == [(0, {"id": "A"}), (1, None), (2, {"id": "B"})]
+    assert [(i.line, i.record) for i in items] == [(0, {"id": "A"}), (1, None), (2, {"id": "B"})]
     assert items[1].error == "item 1: expected a JSON object, got a number"
-    assert items[3].line == 3
-    assert "invalid JSON: lexical error" in str(items[3].error)
-    assert len(items) == 4
+    assert error.line == 3
+    assert str(error).startswith(f"{path}, item 3: invalid JSON: lexical error: invalid char in json text.")
 
 
 def test_a_json_file_holding_one_object_is_one_record_and_a_bom_is_skipped(tmp_path: Path) -> None:
@@ -229,23 +246,29 @@ def test_a_json_file_holding_one_object_is_one_record_and_a_bom_is_skipped(tmp_p
     empty = write(tmp_path / "empty.json", b"  \n")
 
     assert records_of(list(iter_path(one))) == [{"id": "X", "v": 1}]
-    [bad] = list(iter_path(scalar))
-    assert bad.error == "item 0: expected a JSON array of objects, found '\"abc\"'"
+    items, error = read_until_broken(iter_path(scalar))
+    assert items == []
+    assert str(error) == (
+        f"{scalar}, item 0: expected a JSON array of objects, found '\"abc\"'. "
+        f"The rest of {scalar} was not read."
+    )
     assert list(iter_path(empty)) == []
 
 
-def test_a_truncated_gzip_file_ends_with_an_error_record(tmp_path: Path) -> None:
+def test_a_truncated_gzip_file_raises_after_the_lines_read_whole(tmp_path: Path) -> None:
     data = gzip.compress(encode([{"id": str(i), "pad": "x" * 200} for i in range(2000)], "jsonl"))
     path = tmp_path / "cut.jsonl.gz"
     path.write_bytes(data[: len(data) // 2])
 
-    items = list(iter_path(path))
+    items, error = read_until_broken(iter_path(path))
 
-    assert items[-1].error is not None
-    assert "not valid gzip or is cut short" in items[-1].error
-    assert all(i.ok for i in items[:-1])
+    assert all(i.ok for i in items)
     assert len(items) > 100
-    assert items[-1].line == items[-2].line + 1
+    assert (error.line, error.position) == (items[-1].line + 1, len(items))
+    assert str(error).startswith(
+        f"{path}, after line {items[-1].line}: the file is not valid gzip or is cut short"
+    )
+    assert str(error).endswith(f"The rest of {path} was not read.")
 
 
 def test_a_glob_reads_every_match_in_sorted_order_and_positions_run_on(tmp_path: Path) -> None:
@@ -472,8 +495,9 @@ def test_iter_path_opens_files_only_when_iterated(tmp_path: Path) -> None:
     path = write(tmp_path / "a.jsonl", b'{"id": "1"}\n')
     reader = iter_path(path)
     path.unlink()  # the check happened at the call; reading starts at the first next()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(KlarSourceError, match="before its first record: reading the file failed") as raised:
         next(reader)
+    assert isinstance(raised.value.__cause__, FileNotFoundError)
 
 
 def test_each_file_is_reported_to_hook_lineage_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
