@@ -17,6 +17,9 @@ FLAT_ERRORS: Mapping[str, str] = MappingProxyType({"newErrors": "true"})
 #: The largest batch Klar takes in one request.
 MAX_BATCH_SIZE = 1000
 
+#: The two bodies a batch can have: a bare JSON ``array`` or an object ``{"items": [...]}``.
+ENVELOPES = ("array", "items")
+
 
 @dataclass(frozen=True)
 class KlarResource:
@@ -36,6 +39,9 @@ class KlarResource:
     :param key_fields: The fields that together make a record's upsert key.
     :param query: Query parameters sent with every POST.
     :param flat: Whether records are flat objects (so CSV is a natural file format).
+    :param envelope_fallback: Whether Klar's help pages disagree about this resource's body envelope:
+        then, when Klar refuses a whole body without naming a record, the hook tries the other envelope
+        once and keeps the one that works (unless the connection pins one in ``extra.envelope``).
     """
 
     name: str
@@ -51,6 +57,7 @@ class KlarResource:
     key_fields: tuple[str, ...]
     query: Mapping[str, str] = field(default_factory=lambda: FLAT_ERRORS)
     flat: bool = False
+    envelope_fallback: bool = False
 
     def path(self, version: str, mode: str) -> str:
         """Return the request path for ``mode`` (``"upload"`` or ``"validate"``)."""
@@ -59,6 +66,10 @@ class KlarResource:
     def wrapper(self, mode: str) -> str | None:
         """Return the key wrapping the array for ``mode``, or ``None`` for a bare array."""
         return self.validate_wrapper if mode == "validate" else self.json_wrapper
+
+    def envelope(self, mode: str) -> str:
+        """Return the default envelope for ``mode``: ``"array"`` or ``"items"``."""
+        return "array" if self.wrapper(mode) is None else "items"
 
     def success_codes(self, mode: str) -> frozenset[int]:
         """Return the HTTP codes that mean the whole batch succeeded in ``mode``."""
@@ -115,6 +126,7 @@ RESOURCES: Mapping[str, KlarResource] = MappingProxyType(
                 id_field="orderId",
                 key_fields=("orderId", "lineItemId", "sku"),
                 flat=True,
+                envelope_fallback=True,
             ),
             KlarResource(
                 name="logistics-costs",
@@ -130,6 +142,7 @@ RESOURCES: Mapping[str, KlarResource] = MappingProxyType(
                 id_field="orderId",
                 key_fields=("orderId",),
                 flat=True,
+                envelope_fallback=True,
             ),
             KlarResource(
                 name="transaction-costs",
@@ -145,6 +158,7 @@ RESOURCES: Mapping[str, KlarResource] = MappingProxyType(
                 key_fields=("orderId",),
                 # Flat errors are this resource's default; the flag is sent anyway to say so.
                 flat=True,
+                envelope_fallback=True,
             ),
         )
     }

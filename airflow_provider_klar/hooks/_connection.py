@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_klar.exceptions import KlarConfigurationError
+from airflow_provider_klar.resources import ENVELOPES, RESOURCES
 
 #: Klar's public Open API.
 DEFAULT_BASE_URL = "https://open-api.getklar.com"
@@ -46,6 +47,8 @@ class KlarConnectionSettings:
     :param token: The API token. Never part of ``repr``.
     :param api_version: ``extra.api_version``: one version, a mapping resource -> version, or ``None``.
     :param timeout: ``extra.timeout`` in seconds (the read timeout), or ``None`` for the default.
+    :param envelope: ``extra.envelope`` read per resource: resource name -> ``"array"`` or ``"items"``;
+        resources it does not name keep the table's default and may fall back to the other envelope.
     """
 
     conn_id: str
@@ -53,6 +56,7 @@ class KlarConnectionSettings:
     token: str = field(repr=False)
     api_version: str | Mapping[str, str] | None = None
     timeout: float | None = None
+    envelope: Mapping[str, str] = field(default_factory=dict)
 
 
 def is_loopback(hostname: str) -> bool:
@@ -177,6 +181,40 @@ def _timeout(conn_id: str, value: Any) -> float | None:
     return seconds
 
 
+def _envelope_word(conn_id: str, value: Any, where: str) -> str:
+    word = value.strip().lower() if isinstance(value, str) else value
+    if word not in ENVELOPES:
+        raise KlarConfigurationError(
+            f'{where} of connection {conn_id!r} must be "array" (a bare JSON array) or "items" '
+            f'(an object {{"items": [...]}}); got {value!r}.'
+        )
+    return str(word)
+
+
+def _envelope(conn_id: str, value: Any) -> dict[str, str]:
+    """Read ``extra.envelope``: one word for every cost resource, or an object naming one per resource."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        word = _envelope_word(conn_id, value, "extra.envelope")
+        # One word means the resources whose envelope is uncertain; orders and refunds are always arrays.
+        return {name: word for name, row in RESOURCES.items() if row.envelope_fallback}
+    if not isinstance(value, Mapping):
+        raise KlarConfigurationError(
+            f'extra.envelope of connection {conn_id!r} must be "array", "items" or an object naming '
+            f'one per resource such as {{"cogs": "array"}}; got {value!r}.'
+        )
+    pinned = {}
+    for name, word in value.items():
+        if name not in RESOURCES:
+            raise KlarConfigurationError(
+                f"extra.envelope of connection {conn_id!r} names {name!r}, which is not a Klar resource; "
+                f"use one of: {', '.join(sorted(RESOURCES))}."
+            )
+        pinned[str(name)] = _envelope_word(conn_id, word, f"extra.envelope.{name}")
+    return pinned
+
+
 def settings_from_connection(conn: _ConnectionLike) -> KlarConnectionSettings:
     """Read and check a ``klar`` connection.
 
@@ -200,4 +238,5 @@ def settings_from_connection(conn: _ConnectionLike) -> KlarConnectionSettings:
         token=token,
         api_version=_api_version(conn_id, _extra(extra, "api_version")),
         timeout=_timeout(conn_id, _extra(extra, "timeout")),
+        envelope=_envelope(conn_id, _extra(extra, "envelope")),
     )

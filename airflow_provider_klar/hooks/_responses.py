@@ -384,6 +384,29 @@ def outcomes_for(
     return _rejection_outcomes(_attribute(payload, ids), ids), "rejection"
 
 
+def refuses_whole_body(response: httpx.Response, ids: Sequence[str | None], scrub: Scrubber) -> bool:
+    """Whether Klar refused a batch as a whole, naming no record (a 400/422 that may mean "wrong envelope").
+
+    True for a 400 or 422 whose body is not JSON, is empty, or whose errors attribute to no record of
+    the batch by index or id.
+
+    :param response: Klar's final answer.
+    :param ids: The id of each record sent, in order.
+    :param scrub: Removes the token from the body.
+    """
+    if response.status_code not in (400, 422):
+        return False
+    payload = _decode(response, scrub)
+    if isinstance(payload, str) or payload is EMPTY:
+        return True
+    return not _attribute(payload, ids).rejected
+
+
+def said(response: httpx.Response, scrub: Scrubber) -> str:
+    """Return what Klar's answer says, scrubbed and shortened, for a message."""
+    return _snippet(_decode(response, scrub), scrub)
+
+
 def batch_result_from_response(
     response: httpx.Response,
     *,

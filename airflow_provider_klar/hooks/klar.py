@@ -23,6 +23,7 @@ from airflow_provider_klar.exceptions import (
     KlarConfigurationError,
     KlarError,
     KlarNotFoundError,
+    KlarRequestError,
     KlarTransientError,
 )
 from airflow_provider_klar.hooks._connection import (
@@ -35,6 +36,8 @@ from airflow_provider_klar.hooks._limiter import ConcurrencyLimiter
 from airflow_provider_klar.hooks._responses import (
     Scrubber,
     batch_result_from_response,
+    refuses_whole_body,
+    said,
     status_from_response,
 )
 from airflow_provider_klar.hooks._retry import (
@@ -45,6 +48,16 @@ from airflow_provider_klar.hooks._retry import (
     check_retry_settings,
     failure_for_error,
     failure_for_response,
+)
+from airflow_provider_klar.hooks._wire import (
+    SHAPES,
+    WireState,
+    body,
+    body_size,
+    cut,
+    merge,
+    other_envelope,
+    too_large,
 )
 from airflow_provider_klar.resources import MAX_BATCH_SIZE, KlarResource, get_resource, resolve_version
 from airflow_provider_klar.results import KlarBatchResult, KlarStatus
@@ -138,6 +151,7 @@ class KlarHook(BaseHook):
         self._settings: KlarConnectionSettings | None = None
         self._client: httpx.Client | None = None
         self._ssl_context: ssl.SSLContext | None = None
+        self._wire: WireState | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(klar_conn_id={self.klar_conn_id!r}, api_version={self.api_version!r})"
@@ -277,6 +291,16 @@ class KlarHook(BaseHook):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def wire(self) -> WireState:
+        """What this hook learned during the run: envelopes that work, the largest body Klar takes."""
+        if self._wire is None:
+            pinned = self.settings.envelope
+            with self._lock:
+                if self._wire is None:
+                    self._wire = WireState(pinned, log=self.log)
+        return self._wire
+
     def _scrubber(self) -> Scrubber:
         return Scrubber(self.settings.token if self._settings else None)
 
@@ -370,24 +394,15 @@ class KlarHook(BaseHook):
             )
         parts = _encode_batch(row, records, encoded)
         version = self.api_version_for(row.name)
-        wrapper = row.wrapper(mode)
-        body = b"[" + b",".join(parts) + b"]"
-        if wrapper is not None:
-            body = b"{" + json.dumps(wrapper).encode() + b":" + body + b"}"
-        path = row.path(version, mode)
-        response = self._request("POST", path, params=row.query, content=body)
         ids = [_record_id(record, row.id_field) for record in records]
-        result = batch_result_from_response(
-            response,
-            resource=row,
-            version=version,
-            mode=mode,
-            ids=ids,
-            conn_id=self.klar_conn_id,
-            base_url=self.base_url,
-            scrub=self._scrubber(),
-            log=self.log,
-        )
+        envelope, _ = self.wire.envelope(row, mode)
+        runs = cut(parts, envelope, self.wire.byte_cap)
+        if len(runs) == 1:
+            result = self._send_run(row, mode, version, parts, ids)
+        else:
+            # Klar refused a body this large before (413): send the batch in runs under the cap, in order.
+            results = [(s, self._send_run(row, mode, version, parts[s:e], ids[s:e])) for s, e in runs]
+            result = merge(results, results[0][1])
         self.log.debug(
             "Klar answered %d to %d %s records: %d accepted, %d rejected, %d not stored.",
             result.status_code,
@@ -398,6 +413,70 @@ class KlarHook(BaseHook):
             len(result.not_stored),
         )
         return result
+
+    def _send_run(
+        self, row: KlarResource, mode: str, version: str, parts: Sequence[bytes], ids: Sequence[str | None]
+    ) -> KlarBatchResult:
+        """Send consecutive records of a batch in one request; on 413, in halves (recursively)."""
+        scrub = self._scrubber()
+        response, size = self._post_batch(row, mode, version, parts, ids)
+        if response.status_code == 413:
+            if len(parts) == 1:
+                return too_large(
+                    row, version=version, mode=mode, record_id=ids[0], size=size, said=said(response, scrub)
+                )
+            half = len(parts) // 2
+            envelope, _ = self.wire.envelope(row, mode)
+            self.wire.lower_cap(
+                size, max(body_size(parts[:half], envelope), body_size(parts[half:], envelope))
+            )
+            first = self._send_run(row, mode, version, parts[:half], ids[:half])
+            second = self._send_run(row, mode, version, parts[half:], ids[half:])
+            return merge([(0, first), (half, second)], first)
+        return batch_result_from_response(
+            response,
+            resource=row,
+            version=version,
+            mode=mode,
+            ids=ids,
+            conn_id=self.klar_conn_id,
+            base_url=self.base_url,
+            scrub=scrub,
+            log=self.log,
+        )
+
+    def _post_batch(
+        self, row: KlarResource, mode: str, version: str, parts: Sequence[bytes], ids: Sequence[str | None]
+    ) -> tuple[httpx.Response, int]:
+        """POST the records in the envelope in force; on a whole-body refusal, try the other once.
+
+        :return: Klar's answer and the size of the body it answered.
+        """
+        path = row.path(version, mode)
+        envelope, may_switch = self.wire.envelope(row, mode)
+        content = body(parts, envelope)
+        response = self._request("POST", path, params=row.query, content=content)
+        scrub = self._scrubber()
+        if not may_switch:
+            return response, len(content)
+        if not refuses_whole_body(response, ids, scrub):
+            if response.status_code < 300 or response.status_code in (400, 422):
+                self.wire.confirm(row, mode, envelope, switched=False, conn_id=self.klar_conn_id)
+            return response, len(content)
+        other = other_envelope(envelope)
+        other_content = body(parts, other)
+        answer = self._request("POST", path, params=row.query, content=other_content)
+        if refuses_whole_body(answer, ids, scrub):
+            raise KlarRequestError(
+                f"Klar refused POST {path} as a whole both as {SHAPES[envelope]} (HTTP {response.status_code}"
+                f", Klar said: {said(response, scrub)}) and as {SHAPES[other]} (HTTP {answer.status_code}, "
+                f"Klar said: {said(answer, scrub)}); nothing was stored. The envelope is not the cause, or "
+                "Klar wants neither: check the API version and the records (mode='validate' on a few).",
+                http_status=answer.status_code,
+            )
+        if answer.status_code < 300 or answer.status_code in (400, 422):
+            self.wire.confirm(row, mode, other, switched=True, conn_id=self.klar_conn_id)
+        return answer, len(other_content)
 
     # -- status -----------------------------------------------------------------------------------
 

@@ -88,7 +88,6 @@ def test_transient_codes_are_retried(status: int) -> None:
         (401, KlarAuthError),
         (403, KlarAuthError),
         (404, KlarNotFoundError),
-        (413, KlarRequestError),
         (422, KlarRequestError),
         (409, KlarRequestError),
     ],
