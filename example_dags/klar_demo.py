@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag
+from airflow.providers.common.compat.sdk import Param, dag
 
 from airflow_provider_klar.operators.klar import KlarUploadOperator
 from airflow_provider_klar.sensors.klar import KlarStatusSensor

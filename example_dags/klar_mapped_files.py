@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from airflow.sdk import Param, dag, task
+from airflow.providers.common.compat.sdk import Param, dag, task
 
 from airflow_provider_klar.operators.klar import KlarUploadOperator
 
@@ -31,7 +31,7 @@ def klar_mapped_files() -> None:
         """Return the export files to upload (writing sample ones first, as a stand-in for your export)."""
         import json
 
-        from airflow.sdk import ObjectStoragePath
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         from airflow_provider_klar.sandbox.fake_data import fake_orders
 

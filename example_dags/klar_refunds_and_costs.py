@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from airflow.sdk import Param, dag, task
+from airflow.providers.common.compat.sdk import Param, dag, task
 
 from airflow_provider_klar.operators.klar import KlarUploadOperator
 

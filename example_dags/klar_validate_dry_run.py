@@ -12,7 +12,7 @@ import os
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.providers.common.compat.sdk import Param, dag, task
 
 from airflow_provider_klar.operators.klar import KlarUploadOperator
 
