@@ -238,6 +238,9 @@ class KlarUploadOperator(BaseOperator):
             and not _templated(resource)
         ):
             kwargs["outlets"] = [resource_asset(resource)]
+        # Airflow 2.11's partial() reads BaseOperator's defaults, not this __init__'s: without this, mapped
+        # instances there would be labelled by number instead of by their file.
+        kwargs.setdefault("map_index_template", DEFAULT_MAP_INDEX_TEMPLATE)
         return super().partial(**kwargs)  # type: ignore[misc]
 
     @property

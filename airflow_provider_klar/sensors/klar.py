@@ -205,8 +205,12 @@ class KlarStatusSensor(BaseSensorOperator):
         """Poke until done (poke and reschedule modes), or check once and defer (deferrable mode)."""
         # Wall-clock, so that a deferred trigger's deadline is the same instant as poke mode's timeout.
         self._deadline = time.time() + self.timeout
+        parent = super().execute
+        # Airflow 2's guard against operators calling each other's execute() wraps every execute and
+        # warns when a subclass calls its parent's; calling the parent's own function skips that false alarm.
+        run = getattr(parent, "__wrapped__", None)
         try:
-            return super().execute(context)
+            return run(self, context) if run is not None else parent(context)
         finally:
             if self._hook is not None:
                 self._hook.close()

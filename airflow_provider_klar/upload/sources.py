@@ -149,7 +149,7 @@ def to_storage_path(path: str | os.PathLike[str] | Any, conn_id: str | None = No
     """
     osp: Any = _object_storage_path()
     if isinstance(path, osp):
-        if conn_id and not path.conn_id:
+        if conn_id and not storage_conn_id(path):
             return osp(str(path), conn_id=conn_id)
         return path
     text = os.fspath(path)
@@ -161,6 +161,17 @@ def to_storage_path(path: str | os.PathLike[str] | Any, conn_id: str | None = No
     except ValueError as exc:
         # fsspec does not know the scheme at all (a typo, or a package that is not installed).
         raise KlarConfigurationError(f"Cannot use {_redact(text)!r} as a path: {exc}.") from exc
+
+
+def storage_conn_id(path: Any) -> str | None:
+    """Return the connection id an ``ObjectStoragePath`` carries, if any (Airflow 2.11's has no attribute).
+
+    :param path: An ``ObjectStoragePath``.
+    """
+    named = getattr(path, "conn_id", None)
+    if named is None:
+        named = (getattr(path, "storage_options", None) or {}).get("conn_id")
+    return named or None
 
 
 def _redact(url: str) -> str:
@@ -238,7 +249,8 @@ def _resolve(path: Any, conn_id: str | None) -> list[tuple[Any, str]]:
         if base.protocol in _LOCAL_PROTOCOLS:
             return osp(found)
         url = f"{base.protocol}://{found.lstrip('/') if base.protocol != 'memory' else found}"
-        return osp(url, conn_id=base.conn_id) if base.conn_id else osp(url)
+        named = storage_conn_id(base)
+        return osp(url, conn_id=named) if named else osp(url)
 
     if glob.has_magic(target):
         listing = fs.glob(target, detail=True)
