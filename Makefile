@@ -5,9 +5,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The Airflow 2 line (2.11.x), the oldest the package supports: its own environment and lock file.
+VENV_AF2  ?= .venv-af211
+STAMP_AF2 := $(VENV_AF2)/.installed-stamp
 UV_VERSION := 0.13.9
 
-.PHONY: env sysdeps demo test lint typecheck unit docs bench lock clean
+.PHONY: env env-af211 sysdeps demo test lint typecheck unit unit-af211 docs bench lock clean
 
 env: $(STAMP)
 
@@ -16,6 +19,14 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements/dev.lock
 	touch $(STAMP)
+
+env-af211: $(STAMP_AF2)
+
+$(STAMP_AF2): requirements/af211.lock pyproject.toml
+	test -x $(VENV_AF2)/bin/python || $(PYTHON) -m venv $(VENV_AF2)
+	$(VENV_AF2)/bin/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(VENV_AF2)/bin/uv pip sync -q --python $(VENV_AF2)/bin/python requirements/af211.lock
+	touch $(STAMP_AF2)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -30,6 +41,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
+# The same unit and end-to-end suites on Airflow 2.11 (lint, types and docs run once, on Airflow 3).
+unit-af211: $(STAMP_AF2)
+	$(VENV_AF2)/bin/pytest -q -m "not airflow3_only"
+
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d site
 
@@ -37,13 +52,14 @@ docs: $(STAMP)
 sysdeps:
 	bash scripts/system-deps.sh
 
-test: sysdeps lint typecheck unit docs
+test: sysdeps lint typecheck unit docs unit-af211
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks
 
 lock:
 	$(BIN)/uv pip compile -q --no-header --python-version 3.11 requirements/dev.in -o requirements/dev.lock
+	$(BIN)/uv pip compile -q --no-header --python-version 3.11 requirements/af211.in -o requirements/af211.lock
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_AF2) site .mypy_cache .ruff_cache

@@ -25,6 +25,9 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "example_dags")
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
 os.environ.pop("AIRFLOW_CONN_KLAR_DEFAULT", None)
 
+# Imports Airflow: only after the environment above is set.
+from tests.airflow_compat import AIRFLOW_3, attach  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Iterator[Path]:
@@ -51,6 +54,9 @@ def store_dag(airflow_db: Path, tmp_path: Path) -> Callable[[Any], None]:
     """
 
     def store(dag: Any) -> None:
+        if not AIRFLOW_3:
+            dag.sync_to_db()  # Airflow 2 runs dag.test() from the DAG object; storing it is enough.
+            return
         from airflow.dag_processing.bundles.manager import DagBundlesManager
         from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
@@ -68,7 +74,6 @@ def store_dag(airflow_db: Path, tmp_path: Path) -> Callable[[Any], None]:
 def memory_fs() -> Iterator[Any]:
     """An attached, emptied ``memory://`` filesystem (Airflow knows only ``file://`` by itself)."""
     import fsspec
-    from airflow.sdk.io.store import attach
 
     fs = fsspec.filesystem("memory")
     attach("memory", fs=fs)

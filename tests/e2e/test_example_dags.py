@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.airflow_compat import dag_bag
+
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun
 
@@ -29,9 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 @pytest.fixture(scope="module")
 def dagbag() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(EXAMPLE_DAGS), safe_mode=False)
+    bag = dag_bag(str(EXAMPLE_DAGS), safe_mode=False)
     assert bag.import_errors == {}
     return bag
 

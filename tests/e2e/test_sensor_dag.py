@@ -183,7 +183,7 @@ def _plain(state: Any) -> str:
 
 def sensor_dag(dag_id: str, out: Path, **sensor_kwargs: Any) -> Any:
     """A DAG: the sensor, then a task that records the sensor's XCom to ``out``."""
-    from airflow.sdk import DAG, task
+    from airflow.providers.common.compat.sdk import DAG, task
 
     from airflow_provider_klar.sensors.klar import KlarStatusSensor
 
@@ -205,7 +205,7 @@ def sensor_dag(dag_id: str, out: Path, **sensor_kwargs: Any) -> Any:
 def test_deferrable_sensor_succeeds_after_an_upload(
     store_dag: Callable[[Any], None], status_server: StatusServer, tmp_path: Path
 ) -> None:
-    from airflow.sdk import DAG, task
+    from airflow.providers.common.compat.sdk import DAG, task
 
     from airflow_provider_klar.sensors.klar import KlarStatusSensor
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_orders, fake_refunds
+from tests.airflow_compat import asset_models
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox import SandboxServer
@@ -33,7 +34,7 @@ START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 def run_dag(dag_id: str, build: Callable[[], Any], store_dag: Callable[[Any], None]) -> Any:
     """Define a DAG with ``build``, store it as the DAG processor would, run it with ``dag.test()``."""
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
         build()
@@ -117,7 +118,7 @@ def test_records_from_an_upstream_task_through_xcom(
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow.sdk import task
+    from airflow.providers.common.compat.sdk import task
 
     from airflow_provider_klar.operators.klar import KlarUploadOperator
 
@@ -262,7 +263,7 @@ def test_klar_rejections_in_207_and_400_answers_and_resending_what_was_not_store
 def test_mapped_over_files_each_named_after_its_file_with_an_asset_event(
     store_dag: Callable[[Any], None], klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path
 ) -> None:
-    from airflow.models.asset import AssetEvent, AssetModel
+    AssetEvent, AssetModel = asset_models()
     from airflow.utils.session import create_session
     from sqlalchemy import select
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
+
+from tests.airflow_compat import dag_bag
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 EXPECTED = {
@@ -21,16 +23,16 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def dagbag() -> DagBag:
-    return DagBag(dag_folder=str(EXAMPLE_DAGS), safe_mode=False)
+def dagbag() -> Any:
+    return dag_bag(dag_folder=str(EXAMPLE_DAGS), safe_mode=False)
 
 
-def test_example_dags_import_without_errors(dagbag: DagBag) -> None:
+def test_example_dags_import_without_errors(dagbag: Any) -> None:
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) == EXPECTED
 
 
-def test_every_example_dag_is_tagged_and_has_tasks(dagbag: DagBag) -> None:
+def test_every_example_dag_is_tagged_and_has_tasks(dagbag: Any) -> None:
     for dag_id in EXPECTED:
         dag = dagbag.dags.get(dag_id)
         assert dag is not None, dag_id
@@ -38,13 +40,13 @@ def test_every_example_dag_is_tagged_and_has_tasks(dagbag: DagBag) -> None:
         assert dag.task_ids, dag_id
 
 
-def test_example_dags_use_the_airflow_3_sdk() -> None:
-    """The examples are meant to be copied: Airflow 3 imports, and fake data only inside tasks."""
+def test_example_dags_import_through_common_compat() -> None:
+    """The examples are meant to be copied on either Airflow line: compat imports, fake data only in tasks."""
     for path in sorted(EXAMPLE_DAGS.glob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         top_level = [node for node in tree.body if isinstance(node, ast.ImportFrom)]
         modules = {node.module for node in top_level}
-        assert "airflow.sdk" in modules, path.name
+        assert "airflow.providers.common.compat.sdk" in modules, path.name
         assert not any(m and m.startswith(("airflow.decorators", "airflow.models")) for m in modules), (
             path.name
         )
@@ -53,7 +55,7 @@ def test_example_dags_use_the_airflow_3_sdk() -> None:
         assert "airflow_provider_klar.sandbox" not in modules, path.name
 
 
-def test_upload_tasks_resolve_to_known_resources(dagbag: DagBag) -> None:
+def test_upload_tasks_resolve_to_known_resources(dagbag: Any) -> None:
     from airflow_provider_klar.operators.klar import KlarUploadOperator
     from airflow_provider_klar.resources import RESOURCES
 

@@ -82,7 +82,7 @@ def test_the_resource_asset_is_the_default_outlet_of_uploads_only() -> None:
 
 
 def test_mapped_tasks_get_the_asset_and_a_map_index_template_naming_the_file() -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG("mapped", schedule=None):
         mapped = KlarUploadOperator.partial(task_id="upload", resource="cogs").expand(

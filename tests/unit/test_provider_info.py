@@ -107,8 +107,8 @@ def test_airflow2_widgets_cover_the_declared_conn_fields(monkeypatch: pytest.Mon
         )
     widgets = KlarHook.get_connection_form_widgets()
     assert set(widgets) == set(_klar_connection_type()["conn-fields"]) == {"api_version", "timeout"}
-    assert type(widgets["api_version"]).__name__ == "StringField"
-    assert type(widgets["timeout"]).__name__ == "IntegerField"
+    assert _field_class(widgets["api_version"]) == "StringField"
+    assert _field_class(widgets["timeout"]) == "IntegerField"
 
 
 def test_airflows_providers_manager_sees_the_package_and_the_klar_connection() -> None:
@@ -133,4 +133,13 @@ def test_airflows_providers_manager_sees_the_package_and_the_klar_connection() -
     assert "extra__klar__api_version" in behaviour["placeholders"]
     widgets = manager.connection_form_widgets
     assert {"extra__klar__api_version", "extra__klar__timeout"} <= set(widgets)
-    assert widgets["extra__klar__timeout"].field["schema"]["title"] == "Read timeout (seconds)"
+    field = widgets["extra__klar__timeout"].field
+    if isinstance(field, dict):  # Airflow 3: a JSON schema
+        assert field["schema"]["title"] == "Read timeout (seconds)"
+    else:  # Airflow 2.11: a wtforms field, unbound until a form holds it
+        assert str(field.args[0]) == "Read timeout (seconds)"
+
+
+def _field_class(widget: Any) -> str:
+    # Real wtforms fields are UnboundFields outside a form; the stand-ins of the test are the class itself.
+    return getattr(widget, "field_class", type(widget)).__name__

@@ -315,7 +315,7 @@ class FakeAsyncHook:
 async def test_defers_then_resumes_with_the_event_of_the_rebuilt_trigger(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from airflow.sdk._shared.module_loading import import_string
+    from tests.airflow_compat import import_string
 
     sensor = make_sensor(ScriptedStatusHook([status(at(-3))]), deferrable=True, poke_interval=0, timeout=60)
     with pytest.raises(TaskDeferred) as info:

@@ -157,7 +157,7 @@ def test_to_utc_rejects_what_is_not_a_time(value: Any) -> None:
 
 
 def test_serialize_round_trips_with_primitives_only() -> None:
-    from airflow.sdk._shared.module_loading import import_string
+    from tests.airflow_compat import import_string
 
     trigger = KlarStatusTrigger(
         resource="refunds",
