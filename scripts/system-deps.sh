@@ -16,6 +16,9 @@ need() {
 
 # One line per Debian package a suite needs (keep sorted by package):
 need /usr/bin/chromium chromium
+# The SQL source's tests and benchmark start their own server (tests/postgres_server.py); Debian keeps
+# its programs in /usr/lib/postgresql/<version>/bin, off the PATH.
+need "$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1 || true)" postgresql
 
 if ((${#packages[@]} == 0)); then
     exit 0

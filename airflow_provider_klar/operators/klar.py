@@ -1,10 +1,10 @@
-"""KlarUploadOperator: stream records from XCom or files into Klar, with an exact account of every record."""
+"""KlarUploadOperator: stream records from XCom, files or a query into Klar, accounting for every record."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -62,12 +62,13 @@ class KlarUploadOperator(BaseOperator):
     """Upload records to Klar in concurrent batches of at most 1000, with an exact account of every record.
 
     Records come from exactly one of ``records`` (a list, any iterable, or an ``XComArg`` of dicts or
-    models) and ``path`` (a file, folder or glob: local, ``file://``, ``s3://``, ``gs://`` ... in JSON
-    Lines, JSON array or, for the flat cost resources, CSV; optionally gzip-compressed). They are read
-    record by record, checked locally against the models (``validate_locally``), encoded, grouped into
-    batches of at most ``batch_size`` records and ``max_batch_bytes`` bytes, and sent with up to
-    ``max_concurrency`` requests in flight. Memory stays bounded by ``batch_size x (max_concurrency + 1)``
-    records whatever the source size.
+    models), ``path`` (a file, folder or glob: local, ``file://``, ``s3://``, ``gs://`` ... in JSON
+    Lines, JSON array or, for the flat cost resources, CSV; optionally gzip-compressed) and ``sql`` (a
+    query run on the database of ``sql_conn_id``, its rows streamed through a cursor). They are read
+    record by record, mapped by ``transform`` when given, checked locally against the models
+    (``validate_locally``), encoded, grouped into batches of at most ``batch_size`` records and
+    ``max_batch_bytes`` bytes, and sent with up to ``max_concurrency`` requests in flight. Memory stays
+    bounded by ``batch_size x (max_concurrency + 1)`` records whatever the source size.
 
     **Outcomes.** A record is accepted (stored by Klar, or found valid in ``mode="validate"``) or
     rejected: locally (by the models, as a malformed line, or over the byte cap) or by Klar (a 400
@@ -101,8 +102,19 @@ class KlarUploadOperator(BaseOperator):
     :param resource: The Klar resource: ``orders``, ``refunds``, ``cogs``, ``logistics-costs`` or
         ``transaction-costs``. Templated.
     :param records: The records to send: a list, any iterable or an ``XComArg`` of dicts (camelCase
-        names) or models. Templated. Exactly one of ``records`` and ``path``.
+        names) or models. Templated. Exactly one of ``records``, ``path`` and ``sql``.
     :param path: A file, folder or glob of files to send, local or in object storage. Templated.
+    :param sql: A query whose rows are the records, or the path of a ``.sql`` file holding it. A query
+        of one column reads it as each record's JSON object (``json_build_object(...)``); a query of
+        more columns reads each row as a dict of its columns. Rows are fetched in chunks through a
+        server-side cursor where the driver has one. Resume after a failed try needs an ``ORDER BY``
+        on a unique key; without one the task warns and sends every row again. Templated.
+    :param sql_conn_id: The Airflow connection of the database of ``sql``: any connection whose hook
+        is a ``DbApiHook`` of ``apache-airflow-providers-common-sql`` (postgres, mysql, sqlite,
+        snowflake, BigQuery...).
+    :param transform: A function applied to every source record before validation (e.g. an export's
+        snake_case columns to Klar's camelCase fields); it returns the record to send, a dict. An
+        exception in it rejects that record with its message; the others go on.
     :param mode: ``upload`` (store) or ``validate`` (Klar checks, stores nothing; not for
         ``transaction-costs``, which has no validate endpoint).
     :param batch_size: Most records per request, 1 to 1000.
@@ -141,8 +153,10 @@ class KlarUploadOperator(BaseOperator):
     :param map_index_template: The label of a mapped task instance; by default the name of its file.
     """
 
-    template_fields: Sequence[str] = ("records", "path", "resource", "api_version", "rejected_path")
-    template_fields_renderers = {"records": "json"}
+    template_fields: Sequence[str] = ("records", "path", "sql", "resource", "api_version", "rejected_path")
+    # sql= may name a .sql file (relative to the DAG's folder or template_searchpath): Airflow reads it.
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"records": "json", "sql": "sql"}
     operator_extra_links = (KlarLink(),)
     ui_color = "#e8f4ff"
 
@@ -152,6 +166,9 @@ class KlarUploadOperator(BaseOperator):
         resource: str = "orders",
         records: Iterable[Any] | None = None,
         path: Any = None,
+        sql: str | None = None,
+        sql_conn_id: str | None = None,
+        transform: Callable[[Any], Any] | None = None,
         mode: str = "upload",
         batch_size: int = 1000,
         max_concurrency: int = 4,
@@ -172,11 +189,7 @@ class KlarUploadOperator(BaseOperator):
         map_index_template: str | None = DEFAULT_MAP_INDEX_TEMPLATE,
         **kwargs: Any,
     ) -> None:
-        if (records is None) == (path is None):
-            raise KlarConfigurationError(
-                "KlarUploadOperator needs exactly one of records= (a list, iterable or XComArg of records) "
-                f"and path= (a file, folder or glob); got {'both' if records is not None else 'neither'}."
-            )
+        _check_sources(records, path, sql, sql_conn_id, transform)
         try:
             upload_mode = UploadMode(mode)
             check_limits(batch_size, max_batch_bytes)
@@ -202,6 +215,11 @@ class KlarUploadOperator(BaseOperator):
         self.resource = resource
         self.records = records
         self.path = path
+        self.sql = sql
+        self.sql_conn_id = sql_conn_id
+        self.transform = transform
+        # The .sql file's name names the query in messages (Airflow replaces sql by its text).
+        self._sql_name = os.path.basename(sql) if isinstance(sql, str) and sql.endswith(".sql") else None
         self.mode = upload_mode.value
         self.batch_size = batch_size
         self.max_concurrency = max_concurrency
@@ -245,9 +263,9 @@ class KlarUploadOperator(BaseOperator):
 
     @property
     def source_label(self) -> str:
-        """A short name of the source for the UI: the file (or pattern) name, or ``""`` for records."""
+        """A short name of the source for the UI: the file (or pattern) name, ``.sql`` file, or ``""``."""
         if self.path is None:
-            return ""
+            return self._sql_name or ""
         text = os.fspath(self.path) if isinstance(self.path, os.PathLike) else str(self.path)
         return PurePosixPath(text.rstrip("/")).name or text
 
@@ -274,10 +292,11 @@ class KlarUploadOperator(BaseOperator):
             max_retry_time=self.max_retry_time,
             max_concurrency=self.max_concurrency,
         )
+        source: Iterable[Any] | None = None
         try:
             api_version = hook.api_version_for(row.name)
             validator = self._validator(row.name, api_version)
-            source, total, source_key = self._source(row.name, api_version)
+            source, total, source_key, resumable = self._source(row.name, api_version)
             settings = EngineSettings(
                 resource=row.name,
                 api_version=api_version,
@@ -293,7 +312,7 @@ class KlarUploadOperator(BaseOperator):
                 settings,
                 hook,
                 validator=validator,
-                checkpoint=self._checkpoint_store(context),
+                checkpoint=self._checkpoint_store(context) if resumable else None,
                 log=self.log,
                 stop=self._stop,
                 total=total,
@@ -302,6 +321,10 @@ class KlarUploadOperator(BaseOperator):
         finally:
             self._hook = None
             hook.close()
+            # An open file or database cursor of a source that stopped early is closed now, not by the GC.
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
         summary = build_summary(result, settings, rejected_path=rejected_at)
         for message in result.tally.warnings.messages():
             self.log.warning("%s", message)
@@ -353,9 +376,27 @@ class KlarUploadOperator(BaseOperator):
         except ValueError as err:
             raise KlarConfigurationError(f"{err} Or pass validate_locally=False.") from None
 
-    def _source(self, resource: str, api_version: str) -> tuple[Iterable[Any], int | None, str]:
+    def _source(self, resource: str, api_version: str) -> tuple[Iterable[Any], int | None, str, bool]:
+        """Return the records to send, their count when known, the checkpoint's source key, and whether
+        positions mean the same records on a retried try."""
+        source, total, key, resumable = self._read_source(resource, api_version)
+        if self.transform is None:
+            return source, total, key, resumable
+        from airflow_provider_klar.upload.transform import apply_transform
+
+        if self.validation_workers > 1:
+            self.log.info(
+                "validation_workers=%d is not used with transform=: records are transformed and "
+                "validated in the task's process.",
+                self.validation_workers,
+            )
+        return apply_transform(iter(source), self.transform), total, key, resumable
+
+    def _read_source(self, resource: str, api_version: str) -> tuple[Iterable[Any], int | None, str, bool]:
         from airflow_provider_klar.upload.sources import iter_path, iter_records
 
+        if self.sql is not None:
+            return self._sql_source()
         if self.path is not None:
             source = iter_path(
                 self.path,
@@ -366,12 +407,30 @@ class KlarUploadOperator(BaseOperator):
             )
             # The fingerprint (names, sizes, change markers) keeps a checkpoint from outliving its files.
             fingerprint = getattr(source, "fingerprint", "")
-            return source, None, f"path:{_shown(self.path)}:{fingerprint}"
+            return source, None, f"path:{_shown(self.path)}:{fingerprint}", True
         records = self.records
         if records is None:
             raise KlarConfigurationError("records= rendered to None; pass a list of records.")
         total = len(records) if isinstance(records, Sized) else None
-        return iter_records(records), total, "records"
+        return iter_records(records), total, "records", True
+
+    def _sql_source(self) -> tuple[Iterable[Any], int | None, str, bool]:
+        from airflow_provider_klar.upload._sql import SqlSource
+
+        assert self.sql_conn_id is not None  # (checked in __init__)
+        source = SqlSource(self.sql or "", self.sql_conn_id, name=self._sql_name)
+        ordered = source.ordered
+        if self.checkpoint is not None and not ordered:
+            # Positions are row numbers: without an ORDER BY a retry may number the rows differently,
+            # and skipping "confirmed" rows could skip rows never sent. Sending again is harmless.
+            self.log.warning(
+                "%s has no ORDER BY of its own, so its rows may come in another order on a retry: a "
+                "retried try will send every row again instead of resuming. Add an ORDER BY on a unique "
+                "key (e.g. ORDER BY order_id) to resume where a failed try stopped.",
+                source.source,
+            )
+        # The fingerprint (connection id and query text) keeps a checkpoint from outliving its query.
+        return source, None, f"sql:{source.fingerprint}", ordered
 
     def _checkpoint_store(self, context: Context) -> CheckpointStore | None:
         if self.checkpoint is None:
@@ -414,6 +473,31 @@ class KlarUploadOperator(BaseOperator):
         if hook is not None:
             # Closing the client also ends requests (and retry waits) that are in flight now.
             hook.close()
+
+
+def _check_sources(
+    records: Any, path: Any, sql: Any, sql_conn_id: str | None, transform: Callable[[Any], Any] | None
+) -> None:
+    sources = (("records", records), ("path", path), ("sql", sql))
+    given = [name for name, value in sources if value is not None]
+    if len(given) != 1:
+        got = f"{' and '.join(given)}" if given else "none of them"
+        raise KlarConfigurationError(
+            "KlarUploadOperator needs exactly one of records= (a list, iterable or XComArg of records), "
+            f"path= (a file, folder or glob) and sql= (a query, with sql_conn_id=); got {got}."
+        )
+    if sql is not None and not sql_conn_id:
+        raise KlarConfigurationError(
+            "sql= needs sql_conn_id=: the Airflow connection of the database to run the query on "
+            "(e.g. sql_conn_id='postgres_default')."
+        )
+    if sql is None and sql_conn_id is not None:
+        raise KlarConfigurationError("sql_conn_id= is only used with sql=; remove it or pass the query.")
+    if transform is not None and not callable(transform):
+        raise KlarConfigurationError(
+            "transform= must be a function that takes a record and returns it, got "
+            f"{type(transform).__name__}."
+        )
 
 
 def _check_resource(resource: str, mode: UploadMode) -> Any:

@@ -78,8 +78,11 @@ def where(position: int, source: str, line: int | None) -> str:
         return f"record {position}"
     if line is None:
         return f"record {position} of {source}"
-    # JSON array files count items from 0; line-based formats count lines from 1.
-    unit = "item" if source.lower().removesuffix(".gz").endswith(".json") else "line"
+    # JSON array files count items from 0; line-based formats count lines from 1; queries rows from 1.
+    if source.startswith("query "):
+        unit = "row"
+    else:
+        unit = "item" if source.lower().removesuffix(".gz").endswith(".json") else "line"
     return f"{unit} {line} of {source}"
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from airflow_provider_klar._jsonsafe import MAX_DEPTH, deepest_path
 from airflow_provider_klar.results import FieldError
 from airflow_provider_klar.upload.accounting import where
+from airflow_provider_klar.upload.transform import TRANSFORM_FAILED
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 _ENCODE_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError)
@@ -133,7 +134,8 @@ def make_preparer(
                 # The id of a line cut short can often still be read, so the rejected file can name it.
                 raw_text = getattr(src, "raw", None)
                 found = id_pattern.search(raw_text) if isinstance(raw_text, str) else None
-                error = FieldError("", f"Malformed record: {src.error}")
+                reason = src.error if TRANSFORM_FAILED in src.error else f"Malformed record: {src.error}"
+                error = FieldError("", reason)
                 return prepared(None, found.group(1) if found else None, (error,))
             if validate is not None:
                 checked = validate(src.record)

@@ -14,6 +14,7 @@ EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 EXPECTED = {
     "klar_demo",
     "klar_mapped_files",
+    "klar_orders_from_sql",
     "klar_orders_from_task",
     "klar_orders_jsonl_glob",
     "klar_refunds_and_costs",

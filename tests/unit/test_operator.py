@@ -21,9 +21,9 @@ def op(**kwargs: Any) -> KlarUploadOperator:
 
 
 def test_exactly_one_of_records_and_path() -> None:
-    with pytest.raises(KlarConfigurationError, match=r"exactly one of records= .* got both"):
+    with pytest.raises(KlarConfigurationError, match=r"exactly one of records= .* got records and path"):
         op(records=[], path="/data/orders.jsonl")
-    with pytest.raises(KlarConfigurationError, match="got neither"):
+    with pytest.raises(KlarConfigurationError, match="got none of them"):
         KlarUploadOperator(task_id="upload")
 
 
@@ -66,6 +66,7 @@ def test_templated_fields() -> None:
     assert set(KlarUploadOperator.template_fields) == {
         "records",
         "path",
+        "sql",
         "resource",
         "api_version",
         "rejected_path",
