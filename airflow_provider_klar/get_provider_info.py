@@ -54,17 +54,19 @@ def get_provider_info() -> dict[str, Any]:
                         "host": "https://open-api.getklar.com (the default)",
                         "port": "443 (the sandbox: its port). Fill it in: the Test button needs it",
                         "password": "Klar: Store Settings > Data Sources > Klar Api > Access Token",
-                        "api_version": "e.g. 07.2025 (empty: each resource's newest known version)",
+                        "default_api_version": "e.g. 07.2025 (empty: each resource's newest known version)",
                         "timeout": "120",
                         "extra": '{"api_version": {"orders": "07.2025", "refunds": "12.2022"}}',
                     },
                 },
                 "conn-fields": {
-                    "api_version": {
+                    # Not named api_version: Airflow 2.11's form deletes the Extra key of an empty field
+                    # and cannot show an object, so it would wipe a per-resource api_version on save.
+                    "default_api_version": {
                         "label": "API version",
                         "description": (
-                            "One version (MM.YYYY) for every resource; leave empty for each resource's "
-                            "newest known version. A version per resource goes in Extra as an object."
+                            "One version (MM.YYYY) for every resource Extra's api_version does not name; "
+                            "leave empty for each resource's newest known version."
                         ),
                         "schema": {"type": ["string", "null"], "pattern": r"^(0[1-9]|1[0-2])\.[0-9]{4}$"},
                     },

@@ -45,7 +45,8 @@ class KlarConnectionSettings:
     :param conn_id: The Airflow connection id, named in every error message.
     :param base_url: Scheme, host, optional port and path prefix, without a trailing slash.
     :param token: The API token. Never part of ``repr``.
-    :param api_version: ``extra.api_version``: one version, a mapping resource -> version, or ``None``.
+    :param api_version: ``extra.api_version``: one version, a mapping resource -> version, or ``None``;
+        the connection form's ``extra.default_api_version`` fills in the resources it does not name.
     :param timeout: ``extra.timeout`` in seconds (the read timeout), or ``None`` for the default.
     :param envelope: ``extra.envelope`` read per resource: resource name -> ``"array"`` or ``"items"``;
         resources it does not name keep the table's default and may fall back to the other envelope.
@@ -154,6 +155,17 @@ def _extra(extra: Mapping[str, Any], name: str) -> Any:
     return None if value in (None, "") else value
 
 
+def _with_default(
+    versions: str | Mapping[str, str] | None, default: str | Mapping[str, str] | None
+) -> str | Mapping[str, str] | None:
+    """Combine Extra's ``api_version`` with the form's ``default_api_version`` (the one field people see)."""
+    if not isinstance(default, str) or isinstance(versions, str):
+        return versions if versions is not None else default
+    if versions is None:
+        return default
+    return {**dict.fromkeys(RESOURCES, default), **versions}
+
+
 def _api_version(conn_id: str, value: Any) -> str | Mapping[str, str] | None:
     if value is None:
         return None
@@ -236,7 +248,10 @@ def settings_from_connection(conn: _ConnectionLike) -> KlarConnectionSettings:
         conn_id=conn_id,
         base_url=build_base_url(conn_id, conn.host, conn.schema, conn.port),
         token=token,
-        api_version=_api_version(conn_id, _extra(extra, "api_version")),
+        api_version=_with_default(
+            _api_version(conn_id, _extra(extra, "api_version")),
+            _api_version(conn_id, _extra(extra, "default_api_version")),
+        ),
         timeout=_timeout(conn_id, _extra(extra, "timeout")),
         envelope=_envelope(conn_id, _extra(extra, "envelope")),
     )

@@ -177,7 +177,7 @@ class KlarHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Return the form fields for ``extra.api_version`` and ``extra.timeout`` (Airflow < 3.2)."""
+        """Return the form fields for ``extra.default_api_version`` and ``extra.timeout`` (Airflow < 3.2)."""
         # Imported here: the web server has these packages, workers and the triggerer may not.
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext
@@ -185,11 +185,11 @@ class KlarHook(BaseHook):
         from wtforms.validators import NumberRange, Optional, Regexp
 
         return {
-            "api_version": StringField(
+            "default_api_version": StringField(
                 lazy_gettext("API version"),
                 widget=BS3TextFieldWidget(),
                 validators=[Optional(), Regexp(r"^(0[1-9]|1[0-2])\.\d{4}$", message="Use MM.YYYY.")],
-                description="One version for every resource; per resource: an object in Extra.",
+                description="For every resource Extra's api_version does not name.",
             ),
             "timeout": IntegerField(
                 lazy_gettext("Read timeout (seconds)"),

@@ -213,3 +213,17 @@ def test_timeouts_argument_then_extra_then_default(monkeypatch: pytest.MonkeyPat
     assert KlarHook(timeout=7).get_conn().timeout.read == 7.0
     _set_conn(monkeypatch, password="abc")
     assert KlarHook().get_conn().timeout.read == 120.0
+
+
+def test_the_forms_version_fills_in_what_extras_api_version_does_not_name() -> None:
+    # Airflow 2.11's form keeps its field apart from a per-resource object typed into Extra.
+    settings = settings_from_connection(
+        _conn(extra={"api_version": {"orders": "12.2022"}, "default_api_version": "07.2025"})
+    )
+    assert isinstance(settings.api_version, dict)
+    assert settings.api_version["orders"] == "12.2022"
+    assert settings.api_version["refunds"] == "07.2025"
+    assert settings_from_connection(_conn(extra={"default_api_version": "12.2022"})).api_version == "12.2022"
+    # One version in Extra wins over the form's for every resource.
+    both = settings_from_connection(_conn(extra={"api_version": "12.2022", "default_api_version": "07.2025"}))
+    assert both.api_version == "12.2022"

@@ -68,7 +68,7 @@ def test_hook_form_methods_say_what_provider_info_says() -> None:
     assert behaviour["hidden_fields"] == declared["hidden-fields"]
     assert behaviour["relabeling"] == declared["relabeling"] == {"host": "Base URL", "password": "API token"}
     assert behaviour["placeholders"] == declared["placeholders"]
-    assert set(declared["placeholders"]) >= {"host", "password", "api_version", "timeout"}
+    assert set(declared["placeholders"]) >= {"host", "password", "default_api_version", "timeout"}
     assert {"schema", "login"} <= set(declared["hidden-fields"])
     assert "password" not in declared["hidden-fields"]
     assert "host" not in declared["hidden-fields"]
@@ -106,8 +106,8 @@ def test_airflow2_widgets_cover_the_declared_conn_fields(monkeypatch: pytest.Mon
             Regexp=lambda *a, **kw: ("Regexp", a),
         )
     widgets = KlarHook.get_connection_form_widgets()
-    assert set(widgets) == set(_klar_connection_type()["conn-fields"]) == {"api_version", "timeout"}
-    assert _field_class(widgets["api_version"]) == "StringField"
+    assert set(widgets) == set(_klar_connection_type()["conn-fields"]) == {"default_api_version", "timeout"}
+    assert _field_class(widgets["default_api_version"]) == "StringField"
     assert _field_class(widgets["timeout"]) == "IntegerField"
 
 
@@ -130,9 +130,9 @@ def test_airflows_providers_manager_sees_the_package_and_the_klar_connection() -
     assert hook_info.hook_name == "Klar"
     behaviour = manager.field_behaviours["klar"]
     assert behaviour["relabeling"]["password"] == "API token"
-    assert "extra__klar__api_version" in behaviour["placeholders"]
+    assert "extra__klar__default_api_version" in behaviour["placeholders"]
     widgets = manager.connection_form_widgets
-    assert {"extra__klar__api_version", "extra__klar__timeout"} <= set(widgets)
+    assert {"extra__klar__default_api_version", "extra__klar__timeout"} <= set(widgets)
     field = widgets["extra__klar__timeout"].field
     if isinstance(field, dict):  # Airflow 3: a JSON schema
         assert field["schema"]["title"] == "Read timeout (seconds)"
