@@ -15,11 +15,21 @@ class KlarError(AirflowException):
     """Base class of every error raised by airflow-provider-klar."""
 
 
-class KlarConfigurationError(KlarError):
+class KlarConfigurationError(KlarError, AirflowFailException):
     """The connection or the task's arguments are wrong; nothing was sent.
 
-    Examples: an unknown resource, a malformed API version, a plain ``http://`` URL to a host that is
-    not loopback, a connection without a token.
+    Examples: an unknown resource (also one a template rendered), both or neither of ``records`` and
+    ``path``, a malformed API version, a plain ``http://`` URL to a host that is not loopback, a
+    connection without a token. The task fails without retries: the next try would fail the same way.
+    Fix the DAG or the connection, then clear the task.
+    """
+
+
+class KlarSourceNotFoundError(KlarError):
+    """No input file at the task's ``path`` (no match for a pattern, an empty folder): nothing was sent.
+
+    Unlike a configuration error this one is retried when the task has ``retries``: an export may land
+    a little later than the DAG run starts.
     """
 
 

@@ -11,9 +11,10 @@ object storage failing while reading) raises
 file, where it broke, and the files after it that were not read either. An exception raised by the
 iterable given as ``records=`` is passed on unchanged.
 
-Configuration mistakes (no file matches the pattern, an unknown extension, CSV for a nested resource)
-raise :class:`~airflow_provider_klar.exceptions.KlarConfigurationError` when :func:`iter_path` is
-called, before a single record is read.
+Configuration mistakes (an unknown extension, CSV for a nested resource) raise
+:class:`~airflow_provider_klar.exceptions.KlarConfigurationError` (no retry helps) and missing input (no
+file matches the pattern) :class:`~airflow_provider_klar.exceptions.KlarSourceNotFoundError` (retried: an
+export may land late) when :func:`iter_path` is called, before a single record is read.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import zlib
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import IO, Any
 
-from airflow_provider_klar.exceptions import KlarConfigurationError, KlarSourceError
+from airflow_provider_klar.exceptions import KlarConfigurationError, KlarSourceError, KlarSourceNotFoundError
 from airflow_provider_klar.upload._csv import iter_csv
 from airflow_provider_klar.upload._json import iter_json_array, iter_json_lines
 from airflow_provider_klar.upload._record import SourceRecord, cut, source_error
@@ -223,7 +224,7 @@ def resolve_paths(path: str | os.PathLike[str] | Any, *, conn_id: str | None = N
 
     :param path: The file, folder or pattern.
     :param conn_id: The Airflow connection for the object storage, when the URL does not name one.
-    :raises KlarConfigurationError: When nothing matches, naming the pattern.
+    :raises KlarSourceNotFoundError: When nothing matches, naming the pattern.
     """
     return [found for found, _ in _resolve(path, conn_id)]
 
@@ -264,7 +265,7 @@ def _resolve(path: Any, conn_id: str | None) -> list[tuple[Any, str]]:
         try:
             info = fs.info(target)
         except FileNotFoundError:
-            raise KlarConfigurationError(f"No file at {shown!r}.") from None
+            raise KlarSourceNotFoundError(f"No file at {shown!r}.") from None
         return [(base, _version_of(info))]
     files = sorted(
         (name, _version_of(info))
@@ -272,7 +273,7 @@ def _resolve(path: Any, conn_id: str | None) -> list[tuple[Any, str]]:
         if info.get("type") == "file" and not _hidden(name[len(root) :])
     )
     if not files:
-        raise KlarConfigurationError(problem)
+        raise KlarSourceNotFoundError(problem)
     return [(rebuild(name), size) for name, size in files]
 
 
@@ -398,8 +399,8 @@ def iter_path(
     :param resource: The Klar resource; CSV is allowed only for flat ones and typed by its model.
     :param conn_id: The Airflow connection for the object storage, when the URL does not name one.
     :param api_version: The API version whose model types the CSV columns (default: the resource's).
-    :raises KlarConfigurationError: When nothing matches, a format is unknown, or CSV is used for a
-        nested resource.
+    :raises KlarSourceNotFoundError: When nothing matches (yet).
+    :raises KlarConfigurationError: When a format is unknown, or CSV is used for a nested resource.
     """
     plan = [(p, *detect_format(display_name(p), file_format), size) for p, size in _resolve(path, conn_id)]
     if any(fmt == "csv" for _, fmt, _, _ in plan):

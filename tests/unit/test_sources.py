@@ -17,7 +17,7 @@ import pydantic
 import pytest
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-from airflow_provider_klar.exceptions import KlarConfigurationError, KlarSourceError
+from airflow_provider_klar.exceptions import KlarConfigurationError, KlarSourceError, KlarSourceNotFoundError
 from airflow_provider_klar.upload import SourceRecord, detect_format, iter_path, iter_records, resolve_paths
 from airflow_provider_klar.upload import sources as sources_module
 from airflow_provider_klar.upload.sources import display_name, iter_stream, storage_conn_id
@@ -311,12 +311,12 @@ def test_recursive_glob_and_file_urls(tmp_path: Path) -> None:
 
 
 def test_nothing_to_read_is_a_clear_error_naming_the_pattern(tmp_path: Path) -> None:
-    with pytest.raises(KlarConfigurationError, match=r"No file matches the pattern '.*/\*\.jsonl'"):
+    with pytest.raises(KlarSourceNotFoundError, match=r"No file matches the pattern '.*/\*\.jsonl'"):
         iter_path(str(tmp_path / "*.jsonl"))
-    with pytest.raises(KlarConfigurationError, match=r"No file at '.*missing\.jsonl'"):
+    with pytest.raises(KlarSourceNotFoundError, match=r"No file at '.*missing\.jsonl'"):
         iter_path(tmp_path / "missing.jsonl")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(KlarConfigurationError, match=r"folder '.*empty' holds no data file"):
+    with pytest.raises(KlarSourceNotFoundError, match=r"folder '.*empty' holds no data file"):
         iter_path(tmp_path / "empty")
 
 
