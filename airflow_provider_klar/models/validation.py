@@ -270,6 +270,11 @@ class RecordValidator:
     def __repr__(self) -> str:
         return f"RecordValidator({self.resource!r}, {self.version!r}, strict={self.strict})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its arguments (validation workers are started without fork and get it pickled);
+        # the compiled validators it holds are rebuilt on the other side.
+        return (_restore_validator, (self.resource, self.version, self.strict))
+
     def validate(self, record: Mapping[str, Any] | BaseModel) -> ValidatedRecord:
         """Validate one record and return what to send, or why not.
 
@@ -341,3 +346,7 @@ class RecordValidator:
         if warnings and self.strict:
             return ValidatedRecord(None, record_id, warnings, (), unknown)
         return ValidatedRecord(out, record_id, (), warnings, unknown)
+
+
+def _restore_validator(resource: str, version: str, strict: bool) -> RecordValidator:
+    return RecordValidator(resource, version, strict=strict)

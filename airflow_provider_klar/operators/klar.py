@@ -121,7 +121,8 @@ class KlarUploadOperator(BaseOperator):
     :param max_concurrency: Most requests in flight at once, 1 to 32. While Klar answers 429 or 503 the
         hook sends fewer (halving at each), and climbs back to this as answers are good again.
     :param validation_workers: Processes that parse, validate and encode the records, 1 to 32. With 2
-        or more, JSON Lines files are checked by that many forked worker processes (Linux), with the
+        or more, JSON Lines files are checked by that many worker processes (never forked from the
+        task's process, which has threads: a forkserver or spawn starts them), with the
         same outcomes in the same order; other sources stay in the task's process. Pays off for large
         files on a worker with spare cores, at the cost of more CPU in total. Default 1: in the task's
         process.

@@ -15,6 +15,7 @@ even validating them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -253,8 +254,10 @@ class UploadEngine:
             from airflow_provider_klar.upload.parallel import open_parallel, prepared_of
 
             # Worker processes run the same per-record step on chunks of lines, in source order.
+            # The workers are not forks of this process: they build the step from a picklable recipe.
+            recipe = functools.partial(make_preparer, self.validator, s.id_field, max_raw=longest)
             reader = open_parallel(
-                source, s.validation_workers, prepare, self.confirmed.to_list(), stop=self.stop, log=self.log
+                source, s.validation_workers, recipe, self.confirmed.to_list(), stop=self.stop, log=self.log
             )
             if reader is not None:
                 with reader:

@@ -2,22 +2,26 @@
 
 An upload of a large file is bound by one core: parsing, validating and encoding each record takes
 most of the time of the thread that reads the source. With ``validation_workers`` of 2 or more, that
-thread only splits the files into chunks of lines; forked worker processes run the very per-record
-step of the in-process path (:func:`~airflow_provider_klar.upload.prepare.make_preparer` on the record
+thread only splits the files into chunks of lines; worker processes run the very per-record step of
+the in-process path (:func:`~airflow_provider_klar.upload.prepare.make_preparer` on the record
 :func:`~airflow_provider_klar.upload._json.parse_json_line` reads) on each chunk, and the results come
 back in source order, so positions, checkpoints, rejected records and counts are exactly those of the
 in-process path. At most ``2 x workers`` chunks are out at once, so memory stays bounded.
 
-The workers are forked (their validator is the parent's, inherited, never pickled), so this is offered
-only where ``fork`` is available and safe (Linux); they never log and never touch the network.
+The workers are never forked from the task's process: it has threads (Airflow's task runner, the
+upload's senders, HTTP clients), and a child forked while another thread holds a lock (logging's, an
+import's, the allocator's) can wait for it forever. They are started by a ``forkserver`` (a fresh,
+single-threaded process that forks them) or, where there is none, by ``spawn``; so the per-record step
+travels to them pickled, as a factory that each worker calls once (``functools.partial(make_preparer,
+validator, id_field, max_raw=...)``). They never log and never touch the network.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import pickle
 import signal
-import sys
 import threading
 from bisect import bisect_right
 from collections import deque
@@ -31,7 +35,15 @@ from airflow_provider_klar.upload._json import STREAM_ERRORS, parse_json_line, s
 from airflow_provider_klar.upload.prepare import PreparedRecord
 from airflow_provider_klar.upload.settings import LogLike
 
-__all__ = ["CHUNK_LINES", "ParallelReader", "ReadyRecord", "open_parallel", "prepared_of"]
+__all__ = [
+    "CHUNK_LINES",
+    "ParallelReader",
+    "ReadyRecord",
+    "open_parallel",
+    "prepared_of",
+    "start_method",
+    "workers_available",
+]
 
 #: Lines per chunk handed to a worker: enough that handing over costs little per record, few enough
 #: that the first batch is not held up.
@@ -40,6 +52,10 @@ CHUNK_LINES = 500
 _POLL = 0.2
 
 Prepare = Callable[[Any], PreparedRecord]
+#: A picklable callable without arguments that returns the per-record step (called once per worker).
+PrepareFactory = Callable[[], Prepare]
+#: Modules the forkserver imports once, so that the workers it forks start with them loaded.
+_PRELOAD = ["airflow_provider_klar.upload.parallel", "airflow_provider_klar.models"]
 
 
 @dataclass(slots=True)
@@ -75,16 +91,16 @@ _starts: list[int] = []
 _ends: list[int] = []
 
 
-def _init(prepare: Prepare, starts: list[int], ends: list[int]) -> None:
-    """Set a forked worker up: its per-record step (inherited, not pickled), no signal handlers, no logs."""
+def _init(factory: PrepareFactory, starts: list[int], ends: list[int]) -> None:
+    """Set a worker up: its per-record step (built here from the pickled factory), no signals, no logs."""
     global _prepare, _starts, _ends
-    _prepare, _starts, _ends = prepare, starts, ends
-    # The parent's handlers (Airflow's SIGTERM handler calls on_kill) must not run in a worker: the
-    # parent stops the workers itself, and Ctrl-C is the parent's to handle.
+    # Handlers a worker may have got from the parent's main module (Airflow's SIGTERM handler calls
+    # on_kill) must not run in a worker: the parent stops the workers itself, and Ctrl-C is its own.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The inherited handlers write to the task's log; a worker has nothing to say there.
+    # Logging configured by an imported main module writes to the task's log; a worker has nothing to say.
     logging.disable(logging.CRITICAL)
+    _prepare, _starts, _ends = factory(), starts, ends
 
 
 def _work(source: str, start: int, lines: list[tuple[int, bytes]]) -> list[Any]:
@@ -113,15 +129,32 @@ def _work(source: str, start: int, lines: list[tuple[int, bytes]]) -> list[Any]:
 # -- in the reading thread ----------------------------------------------------------------------------
 
 
-def fork_available() -> bool:
-    """Whether worker processes can be forked safely here (Linux; macOS's system libraries forbid it)."""
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+def start_method() -> str | None:
+    """Return how worker processes are started here: ``forkserver``, else ``spawn``; never ``fork``."""
+    methods = multiprocessing.get_all_start_methods()
+    return next((m for m in ("forkserver", "spawn") if m in methods), None)
+
+
+def workers_available() -> bool:
+    """Whether worker processes can be started here without forking the task's process."""
+    return start_method() is not None
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    method = start_method()
+    if method is None:
+        raise OSError("neither forkserver nor spawn is available")
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # Takes effect when the server starts (once per process); a server already running keeps its own.
+        context.set_forkserver_preload(["__main__", *_PRELOAD])  # type: ignore[attr-defined]
+    return context
 
 
 def open_parallel(
     source: Any,
     workers: int,
-    prepare: Prepare,
+    factory: PrepareFactory,
     confirmed: list[list[int]],
     *,
     stop: threading.Event,
@@ -132,7 +165,8 @@ def open_parallel(
     :param source: The engine's source; only a :class:`~airflow_provider_klar.upload.sources.FileSource`
         of JSON Lines files can be read in parallel.
     :param workers: How many worker processes.
-    :param prepare: The per-record step (from ``make_preparer``); the workers inherit it.
+    :param factory: Builds the per-record step; picklable (e.g. ``functools.partial(make_preparer,
+        validator, id_field, max_raw=...)``), since the workers are not forks of this process.
     :param confirmed: Positions earlier tries finished with, as ``[start, end]`` ranges: not prepared.
     :param stop: Set when the upload must stop.
     :param log: Where to say why the in-process path is used instead.
@@ -145,26 +179,28 @@ def open_parallel(
             workers,
         )
         return None
-    if not fork_available():
+    try:
+        pickle.dumps(factory)  # the workers get it pickled: say so here rather than in a worker
+    except Exception as err:  # (PicklingError, TypeError, AttributeError...) of a custom validator
         log.warning(
-            "validation_workers=%d needs worker processes started by fork, which %s does not offer; "
+            "validation_workers=%d needs a per-record step that can be pickled (%s); "
             "validating in the task's process.",
             workers,
-            sys.platform,
+            err,
         )
         return None
     try:
-        context = multiprocessing.get_context("fork")
+        context = _context()
         starts = [start for start, _ in confirmed]
         ends = [end for _, end in confirmed]
-        pool = context.Pool(workers, initializer=_init, initargs=(prepare, starts, ends))
-    except Exception as err:  # (OSError, ValueError...) the in-process path still works
+        pool = context.Pool(workers, initializer=_init, initargs=(factory, starts, ends))
+    except Exception as err:  # (OSError, PicklingError, a daemonic process...) the in-process path works
         log.warning(
             "Could not start %d validation workers (%s); validating in the task's process.", workers, err
         )
         return None
-    log.info("Checking the records in %d worker processes.", workers)
-    return ParallelReader(source, pool, workers, prepare, stop)
+    log.info("Checking the records in %d worker processes (started by %s).", workers, start_method())
+    return ParallelReader(source, pool, workers, factory(), stop)
 
 
 class ParallelReader:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
 import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_orders
-from airflow_provider_klar.upload.parallel import fork_available
+from airflow_provider_klar.upload.parallel import start_method, workers_available
 from tests.e2e.test_upload import run_dag, summary_of, task_instances
 from tests.unit.test_fast_path import mixed_lines
+from tests.unit.test_parallel import no_children
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox import SandboxServer
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(not fork_available(), reason="worker processes need fork"),
+    pytest.mark.skipif(not workers_available(), reason="no way to start worker processes"),
 ]
 
 #: Differ between two runs of the same upload whatever the workers.
@@ -81,8 +80,7 @@ def test_two_validation_workers_upload_exactly_what_one_process_does(
     assert batches[: len(batches) // 2] == batches[len(batches) // 2 :]
     stored = {r["id"] for r in klar_sandbox.records("orders")}
     assert stored >= {f"ORD-{i}" for i in range(100, 1300)}
-    assert not multiprocessing.active_children()
-    assert not psutil.Process().children(recursive=True)
+    assert no_children()
     out = capfd.readouterr().out
-    assert out.count("Checking the records in 2 worker processes.") == 1
+    assert out.count(f"Checking the records in 2 worker processes (started by {start_method()}).") == 1
     assert klar_sandbox.token not in out

@@ -1,12 +1,13 @@
 """Parallel validation (``validation_workers``): the same outcomes as in one process, in order, no leftovers.
 
 Every comparison runs the engine twice on the same JSON Lines files, once in the task's process and once
-with two forked workers, and requires the same batches, rejections (position, file, line, id, errors,
-record), counts and warnings.
+with two workers (started by a forkserver, never forked from this process), and requires the same
+batches, rejections (position, file, line, id, errors, record), counts and warnings.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
@@ -29,17 +30,58 @@ from airflow_provider_klar.upload.sources import iter_path, iter_records
 from tests.unit.test_fast_path import mixed_lines
 from tests.unit.test_pipeline import FakeHook, MemoryCheckpoint
 
-pytestmark = pytest.mark.skipif(not parallel.fork_available(), reason="worker processes need fork")
+pytestmark = [
+    pytest.mark.skipif(not parallel.workers_available(), reason="no way to start worker processes"),
+    # A bound against a hang (the bug this module once had), not a measure of speed.
+    pytest.mark.timeout(300),
+]
+
+#: Lines per chunk in these tests: a few dozen lines make many chunks, several in flight at once.
+SMALL_CHUNK = 7
 
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Small chunks so that a few dozen lines make many chunks, several in flight at once.
-    monkeypatch.setattr(parallel, "CHUNK_LINES", 7)
+    monkeypatch.setattr(parallel, "CHUNK_LINES", SMALL_CHUNK)
+
+
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def leftover_processes() -> list[psutil.Process]:
+    """Worker processes still alive: children of this process, and what the forkserver forked.
+
+    The forkserver and multiprocessing's resource tracker are one per process, started at the first use
+    and kept for the next upload; they are not leftovers of one.
+    """
+    left = []
+    for child in psutil.Process().children():
+        command = _cmdline(child)
+        if "multiprocessing.resource_tracker" in command:
+            continue
+        found = child.children(recursive=True)
+        if "multiprocessing.forkserver" not in command:
+            found.append(child)
+        for process in found:
+            try:
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    left.append(process)
+            except psutil.NoSuchProcess:
+                pass
+    return left
 
 
 def no_children() -> bool:
-    return not multiprocessing.active_children() and not psutil.Process().children(recursive=True)
+    return not multiprocessing.active_children() and not leftover_processes()
+
+
+def recipe(validator: RecordValidator | None, max_raw: int = 5_000_000) -> Any:
+    """The picklable per-record step the engine hands to the workers."""
+    return functools.partial(make_preparer, validator, "id", max_raw=max_raw)
 
 
 def write_mixed(folder: Path) -> Path:
@@ -122,7 +164,7 @@ def test_records_come_back_in_source_order_with_the_in_process_results(tmp_path:
     prepare = make_preparer(validator, "id", max_raw=5_000_000)
     expected = [(r.position, r.source, r.line, prepare(r)) for r in iter_path(folder)]
     reader = parallel.open_parallel(
-        iter_path(folder), 2, prepare, [], stop=threading.Event(), log=logging.getLogger("t")
+        iter_path(folder), 2, recipe(validator), [], stop=threading.Event(), log=logging.getLogger("t")
     )
     assert reader is not None
     with reader:
@@ -193,21 +235,21 @@ def test_sources_other_than_json_lines_files_use_the_in_process_path(
     assert "applies to JSON Lines files only" in caplog.text
 
 
-@pytest.mark.parametrize("broken", ["no fork", "pool fails"])
+@pytest.mark.parametrize("broken", ["no start method", "pool fails"])
 def test_without_workers_the_upload_falls_back_with_a_warning(
     broken: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = write_mixed(tmp_path / "data")
     one = Run(folder, 1)
     one.run()
-    if broken == "no fork":
-        monkeypatch.setattr(parallel, "fork_available", lambda: False)
+    if broken == "no start method":
+        monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["fork"])
     else:
 
         def refuse(*args: Any, **kwargs: Any) -> Any:
             raise OSError("Resource temporarily unavailable")
 
-        monkeypatch.setattr(multiprocessing.context.ForkContext, "Pool", refuse)
+        monkeypatch.setattr(multiprocessing.context.BaseContext, "Pool", refuse)
     two = Run(folder, 2)
     with caplog.at_level(logging.WARNING):
         two.run()
@@ -240,7 +282,8 @@ def test_validation_workers_must_be_a_sensible_count(workers: Any) -> None:
 
 
 def _dies_on_third_chunk(source: str, start: int, lines: list[tuple[int, bytes]]) -> list[Any]:
-    if start == 2 * parallel.CHUNK_LINES:
+    # Runs in a worker, which imports this module afresh: the fixture's CHUNK_LINES is not set there.
+    if start == 2 * SMALL_CHUNK:
         os._exit(3)  # what the kernel's OOM killer leaves behind
     return _work(source, start, lines)
 
@@ -256,3 +299,86 @@ def test_a_worker_that_dies_fails_the_upload_instead_of_hanging(
     with pytest.raises(KlarError, match=r"worker process ended unexpectedly \(exit code 3\)"):
         Run(folder, 2).run()
     assert no_children()
+
+
+#: A lock the per-record step takes, held by another thread of this process during the test below.
+HELD = threading.Lock()
+
+
+def _locking_step(validator: RecordValidator) -> Any:
+    prepare = make_preparer(validator, "id", max_raw=5_000_000)
+
+    def step(src: Any) -> Any:
+        with HELD:  # a fork of this process would find it held forever, and wait forever
+            return prepare(src)
+
+    return step
+
+
+def test_workers_are_not_forked_from_a_process_whose_threads_hold_locks(tmp_path: Path) -> None:
+    # What a task's process looks like: other threads, one of them in the middle of holding a lock. A
+    # child forked from it inherits the lock held and no thread to release it (the classic deadlock);
+    # a worker started by the forkserver or spawn imports this module afresh and finds it free.
+    folder = write_mixed(tmp_path / "data")
+    validator = RecordValidator("orders", "07.2025")
+    expected = [(r.position, recipe(validator)()(r)) for r in iter_path(folder)]
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with HELD:
+            taken.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert taken.wait(timeout=30)
+    stop = threading.Event()
+    # A bound against a regression hanging the suite: the reader then fails with "stopped".
+    guard = threading.Timer(120, stop.set)
+    guard.start()
+    try:
+        factory = functools.partial(_locking_step, validator)
+        reader = parallel.open_parallel(
+            iter_path(folder), 2, factory, [], stop=stop, log=logging.getLogger("t")
+        )
+        assert reader is not None
+        with reader:
+            got = [(r.position, r.prepared) for r in reader]
+    finally:
+        guard.cancel()
+        release.set()
+        holder.join()
+    assert got == expected
+    assert parallel.start_method() in {"forkserver", "spawn"}
+    assert no_children()
+
+
+def test_a_step_that_cannot_be_pickled_falls_back_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = write_mixed(tmp_path / "data")
+    validator = RecordValidator("orders", "07.2025")
+    with caplog.at_level(logging.WARNING):
+        reader = parallel.open_parallel(
+            iter_path(folder),
+            2,
+            lambda: make_preparer(validator, "id"),
+            [],
+            stop=threading.Event(),
+            log=logging.getLogger("t"),
+        )
+    assert reader is None
+    assert "needs a per-record step that can be pickled" in caplog.text
+    assert no_children()
+
+
+def test_the_per_record_step_travels_pickled_and_works_the_same(tmp_path: Path) -> None:
+    import pickle
+
+    folder = write_mixed(tmp_path / "data")
+    validator = RecordValidator("orders", "07.2025", strict=True)
+    again = pickle.loads(pickle.dumps(validator))
+    assert (again.resource, again.version, again.strict) == ("orders", "07.2025", True)
+    step, travelled = recipe(validator)(), pickle.loads(pickle.dumps(recipe(validator)))()
+    records = list(iter_path(folder))
+    assert [travelled(r) for r in records] == [step(r) for r in records]
