@@ -17,8 +17,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from airflow.providers.common.compat.sdk import dag
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-from airflow.sdk import dag
 
 from airflow_provider_klar.operators.klar import KlarUploadOperator
 

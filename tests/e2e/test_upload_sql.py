@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.airflow_compat import dag_bag
 from tests.e2e.test_upload import run_dag, summary_of, task_instances
 from tests.postgres_server import PostgresServer, postgres_server
 
@@ -106,9 +107,7 @@ def test_the_example_dag_sends_every_order_of_postgres_json_and_flat_export(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "example_dags" / "klar_orders_from_sql.py"), safe_mode=False)
+    bag = dag_bag(str(REPO / "example_dags" / "klar_orders_from_sql.py"), safe_mode=False)
     assert bag.import_errors == {}
     dag_run = bag.dags["klar_orders_from_sql"].test()
 

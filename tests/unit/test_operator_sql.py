@@ -38,7 +38,7 @@ def test_construction_runs_no_query() -> None:
 
 
 def test_a_sql_file_is_read_and_rendered_and_names_the_source(tmp_path: Path) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     (tmp_path / "costs.sql").write_text("SELECT order_id, amount FROM costs WHERE day = '{{ params.day }}'")
     with DAG("klar_sql_file", schedule=None, template_searchpath=[str(tmp_path)], params={"day": "x"}) as dag:
