@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 TOKEN = "dev-token"
 EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception|Timeout): ")
 LISTENING = re.compile(r"listening on (?P<url>http://\S+)")
+#: Where the demo keeps the rejected orders file (the working folder with the original is removed).
+KEPT_REJECTED = REPO / "demo-output" / "rejected-orders.jsonl"
 UPLOAD_TASKS = ("upload_orders", "upload_refunds", "upload_logistics_costs")
 RESOURCES = ("orders", "refunds", "logistics-costs")
 
@@ -188,9 +191,12 @@ def print_summaries(summaries: Mapping[str, Any]) -> None:
     orders = summaries.get("upload_orders")
     if isinstance(orders, Mapping) and orders.get("rejected"):
         print(f"  Rejected orders: {', '.join(map(str, orders.get('rejected_ids') or []))}")
-        print(f"  Their errors were written to {orders.get('rejected_path')} (kept with --keep)")
         rejected_file = Path(str(orders.get("rejected_path") or ""))
         if rejected_file.is_file():
+            # The working folder is removed at the end: keep a copy where the user can open it later.
+            KEPT_REJECTED.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(rejected_file, KEPT_REJECTED)
+            print(f"  The rejected records and their errors (JSON Lines) are kept in {KEPT_REJECTED}:")
             for line in rejected_file.read_text().splitlines()[:4]:
                 entry = json.loads(line)
                 errors = entry.get("errors") or []
@@ -271,8 +277,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep or code != 0:
             print(f"\nKept {work} (airflow.log, sandbox.log, data/, airflow-home/)")
         else:
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
     if code == 0:
         print(
