@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.airflow_compat import dag_bag
-from tests.e2e.test_upload import run_dag, summary_of, task_instances
+from tests.e2e.test_upload import run_dag
 from tests.postgres_server import PostgresServer, postgres_server
 
 if TYPE_CHECKING:
@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def summary_of(dag_run: Any, task_id: str) -> dict[str, Any]:
+    """The upload summary one task of the run pushed to XCom (read the same way on Airflow 2 and 3)."""
+    ti = dag_run.get_task_instance(task_id)
+    assert ti is not None, task_id
+    value = ti.xcom_pull(task_ids=task_id)
+    value = json.loads(value) if isinstance(value, str) else value
+    assert isinstance(value, dict), value
+    return value
 
 
 def load_example() -> Any:
@@ -84,7 +94,7 @@ def test_logistics_costs_from_sqlite_columns_with_a_bad_row_named_by_its_row(
     dag_run = run_dag("klar_e2e_sql_sqlite", build, store_dag)
 
     assert dag_run.state == "success"
-    summary = summary_of(task_instances(dag_run, "upload_costs")[0])
+    summary = summary_of(dag_run, "upload_costs")
     assert (summary["records"], summary["accepted"], summary["rejected"]) == (2500, 2499, 1)
     assert summary["rejected_ids"] == ["ORD-0041"]
     assert klar_sandbox.count("logistics-costs") == 2499
@@ -113,8 +123,8 @@ def test_the_example_dag_sends_every_order_of_postgres_json_and_flat_export(
 
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     assert dag_run.state == "success", states
-    orders = summary_of(dag_run.get_task_instance("upload_orders"))
-    flat = summary_of(dag_run.get_task_instance("upload_flat_export"))
+    orders = summary_of(dag_run, "upload_orders")
+    flat = summary_of(dag_run, "upload_flat_export")
     assert (orders["records"], orders["accepted"], orders["rejected"]) == (40, 40, 0)
     assert (flat["records"], flat["accepted"], flat["rejected"]) == (30, 30, 0)
     assert klar_sandbox.count("orders") == 70
@@ -165,7 +175,7 @@ def test_an_unordered_query_warns_and_a_failing_transform_rejects_only_its_row(
     dag_run = run_dag("klar_e2e_sql_unordered", build, store_dag)
 
     assert dag_run.state == "success"
-    summary = summary_of(task_instances(dag_run, "upload_flat")[0])
+    summary = summary_of(dag_run, "upload_flat")
     assert (summary["records"], summary["accepted"], summary["rejected"]) == (30, 29, 1)
     assert klar_sandbox.count("orders") == 29
     assert klar_sandbox.get("orders", "90013") is None
