@@ -155,11 +155,26 @@ def test_extras_plain_and_airflow2_prefixed() -> None:
         ({"timeout": True}, "timeout"),
         ({"api_version": 2025}, "api_version"),
         ({"api_version": ["07.2025"]}, "api_version"),
+        ({"envelope": "list"}, r'extra.envelope of connection \'klar_x\' must be "array" .* got \'list\''),
+        ({"envelope": {"invoices": "array"}}, "names 'invoices', which is not a Klar resource"),
+        ({"envelope": {"cogs": None}}, "extra.envelope.cogs of connection"),
+        ({"envelope": ["array"]}, r'or an object naming one per resource such as \{"cogs": "array"\}'),
     ],
 )
 def test_bad_extras_are_configuration_errors(extra: dict[str, Any], match: str) -> None:
     with pytest.raises(KlarConfigurationError, match=match):
         settings_from_connection(_conn(extra=extra))
+
+
+def test_the_envelope_extra_one_word_for_the_cost_resources_or_per_resource() -> None:
+    costs = {"cogs": "array", "logistics-costs": "array", "transaction-costs": "array"}
+    assert settings_from_connection(_conn(extra={"envelope": " Array "})).envelope == costs
+    pinned = settings_from_connection(_conn(extra={"envelope": {"cogs": "items", "orders": "array"}}))
+    assert pinned.envelope == {"cogs": "items", "orders": "array"}
+    assert settings_from_connection(_conn()).envelope == {}
+    assert (
+        settings_from_connection(_conn(extra={"extra__klar__envelope": "items"})).envelope["cogs"] == "items"
+    )
 
 
 def test_hook_reads_the_connection_lazily_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
