@@ -8,7 +8,11 @@ variable) and holds::
 
     orders/*.jsonl           one or more JSON Lines exports of orders
     refunds.jsonl            refunds
-    logistics-costs.csv      one row per order: orderId,totalLogisticsCosts
+
+The logistics costs come from the shop's database instead, with a query: the connection
+``klar_demo_shop`` (``make demo`` points it at a SQLite file in the same folder; point it at your own
+database, PostgreSQL, MySQL, Snowflake..., to use yours) holds the table
+``logistics_costs(order_id, total_logistics_costs)``, one row per order.
 """
 
 from __future__ import annotations
@@ -50,10 +54,16 @@ def klar_demo() -> None:
         resource="refunds",
         path="{{ params.data_dir }}/refunds.jsonl",
     )
+    # Rows of a query: each column a field, named as Klar names it; ORDER BY lets a retry resume.
     upload_logistics_costs = KlarUploadOperator(
         task_id="upload_logistics_costs",
         resource="logistics-costs",
-        path="{{ params.data_dir }}/logistics-costs.csv",
+        sql="""
+            SELECT order_id AS "orderId", total_logistics_costs AS "totalLogisticsCosts"
+            FROM logistics_costs
+            ORDER BY order_id
+        """,
+        sql_conn_id="klar_demo_shop",
     )
     # Done once Klar reports a successful orders submission made after this upload started; fails at
     # once if the latest submission failed. Deferrable: the wait holds no worker slot.

@@ -2,7 +2,7 @@
 
 Steps: start ``klar-sandbox`` on a free loopback port; create a temporary ``AIRFLOW_HOME`` and migrate
 its SQLite database; write a few thousand generated orders (a few deliberately invalid), refunds and
-logistics costs as files; run ``airflow dags test klar_demo`` pointed at the sandbox through
+logistics costs in a SQLite database; run ``airflow dags test klar_demo`` pointed at the sandbox through
 ``AIRFLOW_CONN_KLAR_DEFAULT``; print the upload summaries from XCom and what the sandbox stored; stop
 the sandbox whatever happens. Exits non-zero when the DAG run fails.
 
@@ -12,7 +12,6 @@ Usage: ``make demo`` or ``.venv/bin/python scripts/demo.py [--orders N] [--keep]
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -23,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,7 @@ LISTENING = re.compile(r"listening on (?P<url>http://\S+)")
 KEPT_REJECTED = REPO / "demo-output" / "rejected-orders.jsonl"
 UPLOAD_TASKS = ("upload_orders", "upload_refunds", "upload_logistics_costs")
 RESOURCES = ("orders", "refunds", "logistics-costs")
+SHOP_DB = "shop.db"
 
 
 @contextmanager
@@ -127,12 +127,24 @@ def generate_data(data_dir: Path, n_orders: int) -> dict[str, int]:
     n_refunds = max(1, n_orders // 10)
     write_jsonl(data_dir / "refunds.jsonl", fake_data.fake_refunds(n_refunds, seed=1))
 
+    # The logistics costs live in the shop's database (SQLite here): the DAG reads them with sql=.
     costs = list(fake_data.fake_logistics_costs(n_orders, seed=2))
-    with (data_dir / "logistics-costs.csv").open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for row in costs for k in row)))
-        writer.writeheader()
-        writer.writerows(costs)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(data_dir / SHOP_DB)) as conn, conn:
+        conn.execute("DROP TABLE IF EXISTS logistics_costs")
+        conn.execute("CREATE TABLE logistics_costs (order_id TEXT PRIMARY KEY, total_logistics_costs REAL)")
+        conn.executemany(
+            "INSERT INTO logistics_costs VALUES (?, ?)",
+            ((row["orderId"], row["totalLogisticsCosts"]) for row in costs),
+        )
     return {"orders": n_orders, "refunds": n_refunds, "logistics-costs": len(costs)}
+
+
+def shop_connection(data_dir: Path) -> tuple[str, str]:
+    """Return the environment variable and value of the demo DAG's ``klar_demo_shop`` connection: the
+    SQLite database :func:`generate_data` writes."""
+    value = json.dumps({"conn_type": "sqlite", "host": str(data_dir / SHOP_DB)})
+    return "AIRFLOW_CONN_KLAR_DEMO_SHOP", value
 
 
 def run(cmd: list[str], env: Mapping[str, str], log: Path, timeout: float) -> tuple[int, float]:
@@ -239,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "KLAR_DEMO_DATA_DIR": str(data_dir),
+        # The demo DAG reads the logistics costs from the shop's SQLite database through this connection.
+        "AIRFLOW_CONN_KLAR_DEMO_SHOP": shop_connection(data_dir)[1],
         "PYTHONWARNINGS": "ignore",
     }
     airflow = [sys.executable, "-m", "airflow"]

@@ -152,7 +152,13 @@ def test_upload_and_wait(dagbag: Any, klar_sandbox: SandboxServer, airflow_db: P
     assert datetime.fromisoformat(status["last_success"]) >= started
 
 
-def test_demo_dag(dagbag: Any, klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path) -> None:
+def test_demo_dag(
+    dagbag: Any,
+    klar_sandbox: SandboxServer,
+    airflow_db: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The demo DAG, on a small version of the data ``make demo`` generates (same generator)."""
     spec = importlib.util.spec_from_file_location("klar_demo_script", REPO / "scripts" / "demo.py")
     assert spec is not None
@@ -160,6 +166,7 @@ def test_demo_dag(dagbag: Any, klar_sandbox: SandboxServer, airflow_db: Path, tm
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     counts = demo.generate_data(tmp_path, 300)
+    monkeypatch.setenv(*demo.shop_connection(tmp_path))
 
     dag_run = run(dagbag, "klar_demo", {"data_dir": str(tmp_path)})
 
