@@ -10,7 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, BaseOperator
 
-from airflow_provider_klar.exceptions import KlarConfigurationError, KlarRejectedRecordsError
+from airflow_provider_klar.exceptions import (
+    KlarConfigurationError,
+    KlarRejectedRecordsError,
+    KlarSourceError,
+)
 from airflow_provider_klar.hooks._retry import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_RETRY_TIME,
@@ -303,6 +307,7 @@ class KlarUploadOperator(BaseOperator):
                 api_version=api_version,
                 mode=mode,
                 id_field=row.id_field,
+                key_fields=row.key_fields,
                 batch_size=self.batch_size,
                 max_concurrency=self.max_concurrency,
                 validation_workers=self.validation_workers,
@@ -318,7 +323,7 @@ class KlarUploadOperator(BaseOperator):
                 stop=self._stop,
                 total=total,
             )
-            result, rejected_at = self._run(engine, source)
+            result, rejected_at = self._run(engine, source, context)
         finally:
             self._hook = None
             hook.close()
@@ -327,11 +332,17 @@ class KlarUploadOperator(BaseOperator):
             if close is not None:
                 close()
         summary = build_summary(result, settings, rejected_path=rejected_at)
+        if result.unread is not None and summary["unread"]["source"] is None:
+            summary["unread"]["source"] = "records" if self.path is None else _shown(self.path)
         for message in result.tally.warnings.messages():
             self.log.warning("%s", message)
         self.log.info("%s", summary_line(summary))
         tally = result.tally
         errors = "\n  ".join(tally.errors[:10])
+        if result.unread is not None:
+            # The return value is not pushed when the task fails: push the summary so it can be read.
+            context["ti"].xcom_push(key="return_value", value=summary)
+            raise KlarSourceError(unread_message(summary, row.name), source=summary["unread"]["source"])
         if exceeds_max_rejected(tally.rejected, tally.records, self.max_rejected):
             where = f" The rejected records are in {summary['rejected_path']}." if self.rejected_path else ""
             raise KlarRejectedRecordsError(
@@ -348,23 +359,39 @@ class KlarUploadOperator(BaseOperator):
             )
         return summary
 
-    def _run(self, engine: UploadEngine, source: Iterable[Any]) -> tuple[EngineResult, str | None]:
-        """Run the engine, writing rejected records if asked; return the result and the rejected file."""
-        if self.rejected_path is None:
-            result, location = engine.run(source), None
-        else:
-            from airflow_provider_klar.upload.rejected import RejectedWriter
+    def _run(
+        self, engine: UploadEngine, source: Iterable[Any], context: Context
+    ) -> tuple[EngineResult, str | None]:
+        """Run the engine, writing rejected records if asked; return the result and the rejected file.
 
-            confirmed = engine.load_checkpoint()
-            with RejectedWriter(self.rejected_path, conn_id=self.source_conn_id) as writer:
-                if confirmed:
-                    copied = carry_over_rejections(self.rejected_path, self.source_conn_id, confirmed, writer)
-                    self.log.info("Copied %d rejected records of earlier tries to the rejected file.", copied)
-                engine.on_rejected = rejected_sink(writer)
-                result = engine.run(source)
-            location = writer.location
-        # Every record was dealt with (a max_rejected failure included): a new try starts afresh.
-        engine.clear_checkpoint()
+        The checkpoint is removed when every record was dealt with (a ``max_rejected`` failure
+        included), and when the try fails with no retry left: nothing would resume from it.
+        """
+        try:
+            if self.rejected_path is None:
+                result, location = engine.run(source), None
+            else:
+                from airflow_provider_klar.upload.rejected import RejectedWriter
+
+                confirmed = engine.load_checkpoint()
+                with RejectedWriter(self.rejected_path, conn_id=self.source_conn_id) as writer:
+                    if confirmed:
+                        copied = carry_over_rejections(
+                            self.rejected_path, self.source_conn_id, confirmed, writer
+                        )
+                        self.log.info(
+                            "Copied %d rejected records of earlier tries to the rejected file.", copied
+                        )
+                    engine.on_rejected = rejected_sink(writer)
+                    result = engine.run(source)
+                location = writer.location
+        except BaseException:
+            if _no_retry_left(context):
+                engine.clear_checkpoint()
+            raise
+        if result.unread is None or _no_retry_left(context):
+            # Every record was dealt with (or nothing will resume): a new try starts afresh.
+            engine.clear_checkpoint()
         return result, location
 
     def _validator(self, resource: str, api_version: str) -> Any:
@@ -499,6 +526,37 @@ def _check_sources(
             "transform= must be a function that takes a record and returns it, got "
             f"{type(transform).__name__}."
         )
+
+
+def _no_retry_left(context: Context) -> bool:
+    """Whether Airflow will not run this task instance again after a failure of this try.
+
+    Airflow 2.11 and 3.x retry a failed try while ``try_number <= max_tries`` (``max_tries`` counts the
+    retries; 0 means none). When the numbers cannot be read, a retry is assumed and the checkpoint kept.
+    """
+    ti = context.get("ti")
+    try_number = getattr(ti, "try_number", None)
+    max_tries = getattr(ti, "max_tries", None)
+    if not isinstance(try_number, int) or not isinstance(max_tries, int):
+        return False
+    return max_tries == 0 or try_number > max_tries
+
+
+def unread_message(summary: dict[str, Any], resource: str) -> str:
+    """Say that the source stopped being readable: where, what was sent of it, and what to do.
+
+    :param summary: The upload's summary, with its ``unread`` part.
+    :param resource: The Klar resource.
+    """
+    unread = summary["unread"]
+    last = f" (the last was {unread['last']})" if unread["last"] else ""
+    return (
+        f"Reading {unread['source']} stopped after {unread['after']:,} records{last}: {unread['reason']} "
+        f"The records read were sent and accounted for ({summary['accepted']:,} {resource} records "
+        f"accepted, {summary['rejected']:,} rejected); the rest was not read, so the task fails whatever "
+        "max_rejected says. Fix the source and clear the task; with a checkpoint, records already "
+        "confirmed are not sent again."
+    )
 
 
 def _check_resource(resource: str, mode: UploadMode) -> Any:

@@ -179,6 +179,8 @@ class Tally:
     rejected_klar: int = 0
     batches: int = 0
     resent_not_stored: int = 0
+    #: Records replaced by a later version of the same key in their batch (never sent).
+    superseded: int = 0
     rejected_ids: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: WarningTally = field(default_factory=WarningTally)
@@ -208,6 +210,7 @@ class Tally:
             "rejected_klar": self.rejected_klar,
             "batches": self.batches,
             "resent_not_stored": self.resent_not_stored,
+            "superseded": self.superseded,
             "rejected_ids": list(self.rejected_ids),
             "errors": list(self.errors),
             "warnings": self.warnings.to_state(),
@@ -223,6 +226,7 @@ class Tally:
             rejected_klar=int(state.get("rejected_klar", 0)),
             batches=int(state.get("batches", 0)),
             resent_not_stored=int(state.get("resent_not_stored", 0)),
+            superseded=int(state.get("superseded", 0)),
             rejected_ids=[str(i) for i in state.get("rejected_ids") or []][:MAX_IDS],
             errors=[str(e) for e in state.get("errors") or []][:MAX_ERRORS],
             warnings=WarningTally.from_state(state.get("warnings") or {}),

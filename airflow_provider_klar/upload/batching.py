@@ -1,7 +1,12 @@
-"""Group encoded records into request-sized batches: at most ``batch_size`` records and a byte cap."""
+"""Group encoded records into request-sized batches: at most ``batch_size`` records and a byte cap.
+
+A batch holds at most one version of each record key: a later version replaces the earlier one in
+place (newest wins, in source order), and the replaced one is counted as superseded.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from airflow_provider_klar.resources import MAX_BATCH_SIZE
@@ -23,6 +28,8 @@ class BatchItem:
     :param encoded: The record as compact JSON bytes, exactly as it goes on the wire.
     :param source: The file the record came from, or ``records``.
     :param line: Its line number or item index in that source, if known.
+    :param key: The record's upsert key (its id, or the tuple of a resource keyed by several fields);
+        ``None`` when it has none that can be read, so that it cannot collide with any other record.
     """
 
     ordinal: int
@@ -30,6 +37,7 @@ class BatchItem:
     encoded: bytes
     source: str = "records"
     line: int | None = None
+    key: Hashable | None = None
 
 
 @dataclass(slots=True)
@@ -38,10 +46,13 @@ class Batch:
 
     :param items: The records, in the order sent.
     :param nbytes: Size of the request body the records make, overhead included.
+    :param superseded: Records read into this batch and then replaced by a later version of the same
+        key read into it too; they are not sent.
     """
 
     items: list[BatchItem] = field(default_factory=list)
     nbytes: int = BODY_OVERHEAD
+    superseded: int = 0
 
     def __len__(self) -> int:
         return len(self.items)
@@ -74,6 +85,8 @@ class Batcher:
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
         self._current = Batch()
+        # Key -> index in the batch being filled, for the records that have a key.
+        self._keys: dict[Hashable, int] = {}
 
     def too_large(self, encoded: bytes) -> str | None:
         """Return why a record can never be sent within the byte cap, or ``None`` when it fits.
@@ -94,22 +107,42 @@ class Batcher:
         The returned batch is either the previous contents (when ``item`` did not fit and starts the next
         batch) or the contents including ``item`` (when it made the batch reach ``batch_size``).
 
+        A record whose key is already in the batch being filled replaces that earlier version where it
+        stands (the earlier one counts in :attr:`Batch.superseded`). When the replacement would break the
+        byte cap, the batch is complete without it and it starts the next one, like any record that does
+        not fit; the caller then orders the two batches by key.
+
         :param item: The record to add.
         :raises ValueError: When the record alone exceeds ``max_batch_bytes`` (see :meth:`too_large`).
         """
         cost = record_cost(item.encoded)
         if BODY_OVERHEAD + cost > self.max_batch_bytes:
             raise ValueError(self.too_large(item.encoded))
-        done: Batch | None = None
         current = self._current
+        key = item.key
+        if key is not None:
+            index = self._keys.get(key)
+            if index is not None:
+                old = current.items[index]
+                nbytes = current.nbytes - record_cost(old.encoded) + cost
+                if nbytes <= self.max_batch_bytes:
+                    current.items[index] = item
+                    current.nbytes = nbytes
+                    current.superseded += 1
+                    return None
+        done: Batch | None = None
         if current.items and current.nbytes + cost > self.max_batch_bytes:
             done, current = current, Batch()
+            self._keys = {}
+        if key is not None:
+            self._keys[key] = len(current.items)
         current.items.append(item)
         current.nbytes += cost
         # At most one batch completes per record: after an overflow the fresh batch holds one item, and
         # with batch_size == 1 no batch ever holds a record when the next arrives, so none overflows.
         if done is None and len(current.items) >= self.batch_size:
             done, current = current, Batch()
+            self._keys = {}
         self._current = current
         return done
 
@@ -122,6 +155,7 @@ class Batcher:
         if not self._current.items:
             return None
         done, self._current = self._current, Batch()
+        self._keys = {}
         return done
 
 

@@ -11,6 +11,21 @@ including the records rejected locally in between. When a span is finished (its 
 possible re-send of records Klar did not store answered too) its positions join the checkpoint's
 confirmed ranges, together with the running counts. A retried try skips confirmed positions before
 even validating them.
+
+Newest wins, in source order, per record key (the id, or the fields of ``EngineSettings.key_fields``):
+
+- within a batch, a later version replaces the earlier one (see :class:`~.batching.Batcher`), which is
+  counted as ``superseded``;
+- a batch is handed to the workers only when no earlier batch that is still unanswered (in flight,
+  queued, or waiting for the re-send of records Klar did not store) carries one of its keys; until then
+  reading pauses. So a later version is sent only after every earlier one was answered, and confirmed
+  positions are closed under "an earlier version of the same key": a resumed try never re-sends a
+  version that a confirmed later one superseded. Records without a readable key cannot collide and go
+  freely.
+
+When iterating the source raises (an unreadable file, a failing generator), what was read is still sent
+and accounted for and the result says where reading stopped (``EngineResult.unread``); an error of
+the engine's own per-record step, or Klar's, ends the run at once.
 """
 
 from __future__ import annotations
@@ -21,15 +36,15 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_klar.exceptions import KlarError, KlarResponseError
+from airflow_provider_klar.exceptions import KlarError, KlarResponseError, KlarSourceError
 from airflow_provider_klar.results import FieldError, KlarBatchResult, OutcomeState
-from airflow_provider_klar.upload.accounting import Rejection, RejectionOrigin, Tally, WarningTally
+from airflow_provider_klar.upload.accounting import Rejection, RejectionOrigin, Tally, WarningTally, where
 from airflow_provider_klar.upload.batching import (
     BODY_OVERHEAD,
     Batch,
@@ -45,6 +60,7 @@ from airflow_provider_klar.upload.settings import (
     EngineResult,
     EngineSettings,
     LogLike,
+    Unread,
     UploadMode,
 )
 
@@ -70,6 +86,9 @@ class _Span:
     warnings: WarningTally | None = None
     pending: int = 0
     seconds: float = 0.0
+    superseded: int = 0
+    #: The span's batch while it is unanswered: its keys are held until the span is finished.
+    batch: Batch | None = None
 
 
 @dataclass
@@ -126,6 +145,15 @@ class UploadEngine:
         self._last_save = 0.0
         self._dirty = False
         self._t0 = 0.0
+        # Keys of the batches handed to the workers and not yet finished (see _hold_back): a set, as
+        # hold-back keeps every key in at most one unfinished batch.
+        self._held: set[Hashable] = set()
+        self._held_back = 0
+        # Spans with a batch not yet finished, and the span being read: their rejections are written
+        # out even when the run fails.
+        self._open: dict[int, _Span] = {}
+        self._span: _Span | None = None
+        self._unread: Unread | None = None
 
     # -- checkpoint -------------------------------------------------------------------------------
 
@@ -205,9 +233,13 @@ class UploadEngine:
     def run(self, source: Iterable[SourceLike]) -> EngineResult:
         """Read, check, batch and send every record of ``source``; return the account.
 
+        A source that raises part way does not make this raise: what was read is sent and accounted
+        for, and ``EngineResult.unread`` says where reading stopped; the caller must then fail.
+
         :param source: The records, as the source readers yield them (with positions).
         :raises KlarError: The first fatal error of a batch (auth, not found, retries exhausted...),
-            after cancelling the batches not yet sent, or a ``KlarError`` saying it was stopped.
+            after cancelling the batches not yet sent, or a ``KlarError`` saying it was stopped. The
+            rejected records of unfinished batches are still handed to ``on_rejected`` first.
         """
         started = datetime.now(timezone.utc)
         self._t0 = time.monotonic()
@@ -223,9 +255,18 @@ class UploadEngine:
             # Klar's errors, a stop request and interpreter-level exits (timeouts) end them now.
             self._abort(drain=isinstance(err, Exception) and not isinstance(err, KlarError))
             self._save(force=True)
+            self._report_unfinished()
             raise
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._unread is not None:
+            self._save(force=True)
+        if self._held_back:
+            self.log.info(
+                "%d batches waited for an earlier batch carrying a version of the same records to be "
+                "answered, so that the newest version arrives last.",
+                self._held_back,
+            )
         finished = datetime.now(timezone.utc)
         return EngineResult(
             tally=self.tally,
@@ -234,6 +275,8 @@ class UploadEngine:
             started_at=started,
             finished_at=finished,
             seconds=time.monotonic() - self._t0,
+            unread=self._unread,
+            held_back=self._held_back,
         )
 
     def clear_checkpoint(self) -> None:
@@ -249,7 +292,7 @@ class UploadEngine:
         s = self.settings
         # The longest record that fits a request alone; longer ones are rejected, never sent.
         longest = s.max_batch_bytes - BODY_OVERHEAD - 1
-        prepare = make_preparer(self.validator, s.id_field, max_raw=longest)
+        prepare = make_preparer(self.validator, s.id_field, max_raw=longest, key_fields=s.key_fields)
         if s.validation_workers > 1:
             from airflow_provider_klar.upload.parallel import open_parallel, prepared_of
 
@@ -271,6 +314,8 @@ class UploadEngine:
         s = self.settings
         batcher = Batcher(s.batch_size, s.max_batch_bytes)
         stopped = self.stop.is_set
+        # With a key of several fields the per-record step computes it; otherwise the id is the key.
+        multi_key = len(s.key_fields) > 1 or (bool(s.key_fields) and s.key_fields[0] != s.id_field)
         # Positions earlier tries finished with, as a cursor: ordinals only grow, so one comparison per
         # record suffices (self.confirmed itself grows during the run and is not consulted here).
         earlier = [*self.confirmed.to_list(), [_NEVER, _NEVER]]
@@ -278,71 +323,138 @@ class UploadEngine:
         skip_from, skip_to = earlier[0]
         span = self._new_span(0)
         ordinal = -1
-        for ordinal, src in enumerate(source):
-            if stopped():
-                raise KlarError(f"The upload was stopped after reading {ordinal} records.")
-            if ordinal >= skip_from:
-                while ordinal > skip_to:
-                    skip += 1
-                    skip_from, skip_to = earlier[skip]
-                if ordinal >= skip_from:
-                    self._resumed += 1
-                    continue
-            prepared = prepare(src)
-            encoded = prepared.encoded
-            if encoded is not None and len(encoded) > longest:
-                why = batcher.too_large(encoded) or ""
-                encoded = None
-                prepared = type(prepared)(None, prepared.id, (FieldError("", why),), prepared.warnings)
-            if encoded is None:
-                span.records += 1
-                span.rejections.append(
-                    Rejection(
-                        ordinal,
-                        src.source,
-                        src.line,
-                        prepared.id,
-                        prepared.errors,
-                        RejectionOrigin.LOCAL,
-                        src.record if src.error is None else getattr(src, "raw", None),
-                    )
-                )
-                if len(span.rejections) >= s.batch_size:
-                    # A long run of invalid records: finish what is pending rather than hold them all.
-                    span.end = ordinal
-                    span = self._close(span, batcher.flush())
-            else:
-                batch = batcher.add(BatchItem(ordinal, prepared.id, encoded, src.source, src.line))
-                if batch is not None and batch.items[-1].ordinal != ordinal:
-                    # The record did not fit and starts the next batch: the span ends just before it.
-                    span.end = ordinal - 1
-                    span = self._close(span, batch)
-                    batch = None
-                span.records += 1
-                if batch is not None:
-                    span.end = ordinal
-                    span = self._close(span, batch)
-            if prepared.warnings or prepared.unknown_fields:
-                if span.warnings is None:
-                    span.warnings = WarningTally()
-                span.warnings.add(prepared.id, prepared.warnings, prepared.unknown_fields)
+        src: SourceLike | None = None
+        step_failed = False
+        try:
+            for ordinal, src in enumerate(source):
+                # The loop's body is the engine's own step: its errors end the run as they are, while
+                # an error raised by the source's iterator (outside this try) leaves the rest unread.
+                try:
+                    if stopped():
+                        raise KlarError(f"The upload was stopped after reading {ordinal} records.")
+                    if ordinal >= skip_from:
+                        while ordinal > skip_to:
+                            skip += 1
+                            skip_from, skip_to = earlier[skip]
+                        if ordinal >= skip_from:
+                            self._resumed += 1
+                            continue
+                    prepared = prepare(src)
+                    encoded = prepared.encoded
+                    if encoded is None or len(encoded) > longest:
+                        span = self._reject_local(span, ordinal, src, prepared, batcher)
+                    else:
+                        key = prepared.key if multi_key else prepared.id
+                        batch = batcher.add(
+                            BatchItem(ordinal, prepared.id, encoded, src.source, src.line, key)
+                        )
+                        if batch is not None and batch.items[-1].ordinal != ordinal:
+                            # The record did not fit and starts the next batch: the span ends just before.
+                            span.end = ordinal - 1
+                            span = self._close(span, batch)
+                            batch = None
+                        span.records += 1
+                        if batch is not None:
+                            span.end = ordinal
+                            span = self._close(span, batch)
+                    if prepared.warnings or prepared.unknown_fields:
+                        if span.warnings is None:
+                            span.warnings = WarningTally()
+                        span.warnings.add(prepared.id, prepared.warnings, prepared.unknown_fields)
+                except BaseException:
+                    step_failed = True
+                    raise
+        except Exception as err:
+            # The engine's own errors raised through the iterator (a stop, a validation worker that
+            # died) end the run as well; a reader's KlarSourceError and anything else leave the rest unread.
+            if (
+                step_failed
+                or stopped()
+                or (isinstance(err, KlarError) and not isinstance(err, KlarSourceError))
+            ):
+                raise
+            self._source_failed(err, ordinal + 1, src)
         span.end = ordinal
         self._close(span, batcher.flush())
 
+    def _reject_local(
+        self, span: _Span, ordinal: int, src: SourceLike, prepared: PreparedRecord, batcher: Batcher
+    ) -> _Span:
+        """Count a record that must not be sent as rejected locally; return the span to read on with."""
+        errors = prepared.errors
+        if prepared.encoded is not None:  # longer than a request may carry
+            errors = (FieldError("", batcher.too_large(prepared.encoded) or ""),)
+        span.records += 1
+        span.rejections.append(
+            Rejection(
+                ordinal,
+                src.source,
+                src.line,
+                prepared.id,
+                errors,
+                RejectionOrigin.LOCAL,
+                src.record if src.error is None else getattr(src, "raw", None),
+            )
+        )
+        if len(span.rejections) >= self.settings.batch_size:
+            # A long run of invalid records: finish what is pending rather than hold them all.
+            span.end = ordinal
+            span = self._close(span, batcher.flush())
+        return span
+
+    def _source_failed(self, err: Exception, read: int, last: SourceLike | None) -> None:
+        """Note that the source raised after ``read`` records; what was read is still sent."""
+        source = getattr(err, "source", None)
+        if not isinstance(source, str):
+            source = last.source if last is not None else None
+        # Klar's own errors already say what they are; anything else is named by its type.
+        reason = str(err) if isinstance(err, KlarError) else f"{type(err).__name__}: {err}"
+        where_last = where(last.position, last.source, last.line) if last is not None else None
+        self._unread = Unread(source=source, after=read, last=where_last, reason=reason)
+        self.log.warning(
+            "Reading the records failed after %d records (%s); sending what was read, then failing: "
+            "the rest was not read.",
+            read,
+            reason,
+        )
+
     def _new_span(self, start: int) -> _Span:
         self._spans += 1
-        return _Span(number=self._spans, start=start)
+        span = self._span = _Span(number=self._spans, start=start)
+        return span
 
     def _close(self, span: _Span, batch: Batch | None) -> _Span:
         """Hand the span's batch to the workers (or finish the span if it has none); return the next span."""
         if batch is not None:
             span.sent = len(batch)
+            span.superseded += batch.superseded
             span.pending = 1
+            span.batch = batch
+            self._open[span.number] = span
+            self._hold_back(batch)
             self._queue.append(_Send(batch, span))
             self._pump()
         elif span.end >= span.start:
             self._finish(span)
         return self._new_span(span.end + 1)
+
+    def _hold_back(self, batch: Batch) -> None:
+        """Wait until no unfinished batch carries a key of ``batch``; then hold its keys.
+
+        Reading pauses meanwhile (this runs in the reading thread), so memory stays bounded. Progress is
+        certain: a key is held only by a batch that is queued or in flight, and those get answered.
+        """
+        held = self._held
+        keys = [item.key for item in batch.items]
+        if held and not held.isdisjoint(keys):
+            self._held_back += 1
+            while not held.isdisjoint(keys):
+                if not self._queue and not self._in_flight:  # (cannot happen; never wait forever)
+                    raise RuntimeError("A batch waits for keys that no unfinished batch holds.")
+                self._pump()
+                self._harvest()
+        held.update(keys)
+        held.discard(None)
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -404,6 +516,25 @@ class UploadEngine:
                 continue
         self._in_flight.clear()
 
+    def _report_unfinished(self) -> None:
+        """Hand the rejections of spans that will not finish (the run failed) to ``on_rejected``.
+
+        They are not counted nor confirmed: a retry reads those positions again. But a failed run's
+        rejected file must still hold the records it already knew to be rejected.
+        """
+        spans = dict(self._open)
+        if self._span is not None:
+            spans[self._span.number] = self._span
+        if self.on_rejected is None:
+            return
+        for number in sorted(spans):
+            for rejection in spans[number].rejections:
+                try:
+                    self.on_rejected(rejection)
+                except Exception as err:  # the run's own error is the one to report
+                    self.log.warning("Could not write a rejected record (%s).", err)
+                    return
+
     def _account(self, job: _Send, result: KlarBatchResult, seconds: float) -> None:
         items = job.batch.items
         span = job.span
@@ -457,6 +588,11 @@ class UploadEngine:
         tally = self.tally
         tally.records += span.records
         tally.accepted += span.accepted
+        tally.superseded += span.superseded
+        if span.batch is not None:
+            self._held.difference_update(item.key for item in span.batch.items)
+            span.batch = None
+        self._open.pop(span.number, None)
         if span.sent:
             tally.batches += 1
         for rejection in span.rejections:
@@ -480,15 +616,18 @@ class UploadEngine:
                 progress += f", about {_duration((self.total - tally.records) / rate)} left"
         if span.sent:
             local = sum(1 for r in span.rejections if r.origin is RejectionOrigin.LOCAL)
-            # Records refused locally were never sent: name them apart so the counts add up.
+            # Records refused locally were never sent: name them apart so the counts add up; so are
+            # earlier versions replaced in the batch by a later one.
+            superseded = f", {span.superseded} superseded by a later version" if span.superseded else ""
             self.log.info(
-                "Batch %d: %d records sent, %d accepted, %d rejected by Klar, %d rejected locally, "
+                "Batch %d: %d records sent, %d accepted, %d rejected by Klar, %d rejected locally%s, "
                 "in %.2f s; %s at %.0f records/s.",
                 tally.batches,
                 span.sent,
                 span.accepted,
                 len(span.rejections) - local,
                 local,
+                superseded,
                 span.seconds,
                 progress,
                 rate,

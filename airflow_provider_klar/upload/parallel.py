@@ -120,7 +120,7 @@ def _work(source: str, start: int, lines: list[tuple[int, bytes]]) -> list[Any]:
         encoded = prepared.encoded
         if encoded is not None and encoded == line.strip():
             # Sent as read: the parent has the bytes, so only the rest travels back.
-            out.append((prepared.id, prepared.warnings, prepared.unknown_fields))
+            out.append((prepared.id, prepared.warnings, prepared.unknown_fields, prepared.key))
         else:
             out.append((src.record, src.error, src.raw, prepared))
     return out
@@ -310,8 +310,8 @@ class ParallelReader:
             position = start + offset
             if item is None:  # finished by an earlier try
                 yield ReadyRecord(position, name, number, None, None, None, None)
-            elif len(item) == 3:
-                prepared = PreparedRecord(line.strip(), item[0], (), item[1], item[2])
+            elif type(item[3]) is not PreparedRecord:  # sent as read (see _work)
+                prepared = PreparedRecord(line.strip(), item[0], (), item[1], item[2], item[3])
                 yield ReadyRecord(position, name, number, None, None, line, prepared)
             else:
                 record, error, raw, prepared = item

@@ -68,6 +68,8 @@ class PreparedRecord:
     :param errors: Why the record must not be sent; empty when it may.
     :param warnings: Pitfall warnings of the models (sent anyway unless ``strict``).
     :param unknown_fields: Dotted paths of fields no model knows.
+    :param key: The record's upsert key when the resource's key is more than its id (``cogs``: the
+        tuple ``(orderId, lineItemId, sku)``); ``None`` otherwise, the id being the key then.
     """
 
     encoded: bytes | None
@@ -75,11 +77,26 @@ class PreparedRecord:
     errors: tuple[FieldError, ...] = ()
     warnings: tuple[FieldError, ...] = ()
     unknown_fields: tuple[str, ...] = ()
+    key: tuple[str | None, ...] | None = None
 
 
 def _id_of(record: Any, id_field: str) -> str | None:
     value = record.get(id_field) if isinstance(record, Mapping) else getattr(record, id_field, None)
     return None if value is None else str(value)
+
+
+def key_of(record: Any, key_fields: tuple[str, ...]) -> tuple[str | None, ...] | None:
+    """Return the upsert key of a record made of several fields, or ``None`` when it has no first field.
+
+    Values are compared as text, as ids are; a missing field is part of the key as ``None`` (a ``cogs``
+    row names ``lineItemId`` or ``sku``).
+
+    :param record: The record (a mapping; anything else has no key).
+    :param key_fields: The resource's key fields, the id field first.
+    """
+    if not isinstance(record, Mapping) or record.get(key_fields[0]) is None:
+        return None
+    return tuple(None if (value := record.get(name)) is None else str(value) for name in key_fields)
 
 
 def _plain(record: Any) -> Any:
@@ -90,18 +107,25 @@ def _plain(record: Any) -> Any:
     return record
 
 
-def prepare_record(src: SourceLike, validator: ValidatorLike | None, id_field: str) -> PreparedRecord:
+def prepare_record(
+    src: SourceLike, validator: ValidatorLike | None, id_field: str, key_fields: tuple[str, ...] = ()
+) -> PreparedRecord:
     """Check and encode one source record (see :func:`make_preparer`, which the engine uses per record).
 
     :param src: The record as read from the source.
     :param validator: The models' validator for the resource and version, or ``None`` to skip validation.
     :param id_field: The field naming the record (``id``, or ``orderId`` for the cost resources).
+    :param key_fields: The resource's upsert key fields, when more than the id.
     """
-    return make_preparer(validator, id_field)(src)
+    return make_preparer(validator, id_field, key_fields=key_fields)(src)
 
 
 def make_preparer(
-    validator: ValidatorLike | None, id_field: str, *, max_raw: int | None = None
+    validator: ValidatorLike | None,
+    id_field: str,
+    *,
+    max_raw: int | None = None,
+    key_fields: tuple[str, ...] = (),
 ) -> Callable[[SourceLike], PreparedRecord]:
     """Return the per-record step for one upload: a source record in, what to send (or why not) out.
 
@@ -121,11 +145,16 @@ def make_preparer(
     :param id_field: The field naming the record (``id``, or ``orderId`` for the cost resources).
     :param max_raw: The longest line (in bytes) sent as read; a longer one is encoded compactly instead,
         so that whitespace in the file never decides whether a record fits a request.
+    :param key_fields: The resource's upsert key fields (``KlarResource.key_fields``). When they are more
+        than ``(id_field,)``, each record to send carries its key in :attr:`PreparedRecord.key`; otherwise
+        its id is its key and nothing more is computed.
     """
     # Looked up once per upload, not once per record.
     validate = validator.validate if validator is not None else None
     encode_valid, encode_errors, prepared = _encode_valid, _ENCODE_ERRORS, PreparedRecord
 
+    # Only resources keyed by more than the id pay for computing a key per record.
+    multi_key = key_fields if len(key_fields) > 1 or (key_fields and key_fields[0] != id_field) else None
     id_pattern = re.compile(rf'"{re.escape(id_field)}"\s*:\s*"([^"\\]{{1,200}})"')
 
     def prepare(src: SourceLike) -> PreparedRecord:
@@ -143,16 +172,17 @@ def make_preparer(
                 if out is None or checked.errors:
                     errors = checked.errors or (FieldError("", "The models found the record invalid."),)
                     return prepared(None, checked.id, errors, checked.warnings, checked.unknown_fields)
+                key = None if multi_key is None else key_of(out, multi_key)
                 raw = getattr(src, "raw", None)
                 if out is src.record and type(raw) is bytes:
                     line = raw.strip()
                     if max_raw is None or len(line) <= max_raw:
-                        return prepared(line, checked.id, (), checked.warnings, checked.unknown_fields)
+                        return prepared(line, checked.id, (), checked.warnings, checked.unknown_fields, key)
                 try:
                     encoded = encode_valid(out)
                 except encode_errors as err:
                     return prepared(None, checked.id, (FieldError("", f"Cannot be sent as JSON: {err}."),))
-                return prepared(encoded, checked.id, (), checked.warnings, checked.unknown_fields)
+                return prepared(encoded, checked.id, (), checked.warnings, checked.unknown_fields, key)
             # Unchecked records are encoded from the dict even when the line's bytes are at hand: only the
             # encoder refuses numbers JSON cannot carry (1e400 reads as infinity), as Klar would.
             record = _plain(src.record)
@@ -160,8 +190,9 @@ def make_preparer(
             if not isinstance(record, Mapping):
                 message = f"A record must be a JSON object, got {type(record).__name__}."
                 return prepared(None, record_id, (FieldError("", message),))
+            key = None if multi_key is None else key_of(record, multi_key)
             try:
-                return prepared(_dumps(record).encode(), record_id)
+                return prepared(_dumps(record).encode(), record_id, key=key)
             except (TypeError, ValueError) as err:
                 return prepared(None, record_id, (FieldError("", f"Cannot be sent as JSON: {err}."),))
         except Exception as err:  # one hostile record is rejected as itself; it never ends the upload

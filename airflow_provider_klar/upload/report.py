@@ -39,6 +39,10 @@ def build_summary(
         "resumed_records": result.resumed_records,
         "skipped_batches": result.skipped_batches,
         "resent_not_stored": tally.resent_not_stored,
+        "superseded": tally.superseded,
+        "held_back_batches": result.held_back,
+        "complete": result.complete,
+        "unread": None if result.unread is None else result.unread.to_dict(),
         "warnings": tally.warnings.to_dict(),
     }
 
@@ -61,10 +65,21 @@ def summary_line(summary: dict[str, Any]) -> str:
             f" Resumed: {summary['resumed_records']:,} records in {summary['skipped_batches']:,} batches "
             "were confirmed by an earlier try and not sent again."
         )
+    if summary["superseded"]:
+        line += (
+            f" {summary['superseded']:,} records were superseded by a later version of the same record "
+            "in their batch and not sent."
+        )
     if summary["resent_not_stored"]:
         line += (
             f" {summary['resent_not_stored']:,} records Klar had not stored (their batch held invalid "
             "records) were sent again."
+        )
+    if summary["unread"]:
+        unread = summary["unread"]
+        line += (
+            f" INCOMPLETE: reading {unread['source']} stopped after {unread['after']:,} records; the rest "
+            "was not read."
         )
     return line
 

@@ -71,6 +71,8 @@ class EngineSettings:
     :param api_version: The API version the batches go to (recorded in checkpoints and the summary).
     :param mode: Upload (store) or validate (check only).
     :param id_field: The field that names a record (``id``, or ``orderId`` for cost resources).
+    :param key_fields: The fields of a record's upsert key (``KlarResource.key_fields``); empty when
+        the id is the key. Two records with the same key are versions of one record: the later wins.
     :param batch_size: Most records per request (1 to 1000).
     :param max_concurrency: Most requests in flight at once.
     :param max_batch_bytes: Most bytes per request body.
@@ -85,6 +87,7 @@ class EngineSettings:
     api_version: str
     mode: UploadMode = UploadMode.UPLOAD
     id_field: str = "id"
+    key_fields: tuple[str, ...] = ()
     batch_size: int = 1000
     max_concurrency: int = 4
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
@@ -104,6 +107,27 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
+class Unread:
+    """Where reading the source failed: the records after that point were not read, hence not sent.
+
+    :param source: The file being read (as the reader's error names it, else the file of the last record
+        read), ``"records"`` for ``records=``, or ``None`` when nothing tells.
+    :param after: How many records (positions) were read from the whole source before it failed.
+    :param last: Where the last record read came from (``line 1500 of /d/orders.jsonl``), if any.
+    :param reason: What went wrong, as the reader or the failing iterable said it.
+    """
+
+    source: str | None
+    after: int
+    last: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict, for the summary."""
+        return {"source": self.source, "after": self.after, "last": self.last, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class EngineResult:
     """What an upload did, across tries.
 
@@ -113,6 +137,10 @@ class EngineResult:
     :param started_at: When this try started (UTC).
     :param finished_at: When it finished (UTC).
     :param seconds: This try's duration in seconds.
+    :param unread: Set when reading the source failed part way: what was read was sent and accounted
+        for, the rest was not read. The caller must fail the task (see :class:`Unread`).
+    :param held_back: Batches this try held back until an earlier unanswered batch that carried one of
+        their keys was answered.
     """
 
     tally: Tally
@@ -121,3 +149,10 @@ class EngineResult:
     started_at: datetime
     finished_at: datetime
     seconds: float
+    unread: Unread | None = None
+    held_back: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole source was read (every record is accounted for)."""
+        return self.unread is None

@@ -321,11 +321,19 @@ def test_a_source_error_mid_stream_keeps_the_batches_already_answered() -> None:
 
     store = MemoryCheckpoint()
     hook = FakeHook()
-    with pytest.raises(OSError, match="truncated"):
-        engine(hook, checkpoint=store, max_concurrency=2).run(iter_records(broken()))
+    result = engine(hook, checkpoint=store, max_concurrency=2).run(iter_records(broken()))
+    # What was read is sent (the partial batch too) and saved; the result says the rest was not read.
     assert store.state is not None
-    assert store.state["confirmed"] == [[0, 19]]
-    assert store.state["tally"]["accepted"] == 20
+    assert store.state["confirmed"] == [[0, 24]]
+    assert store.state["tally"]["accepted"] == 25
+    assert result.unread is not None
+    assert not result.complete
+    assert result.unread.to_dict() == {
+        "source": "records",
+        "after": 25,
+        "last": "record 24",
+        "reason": "OSError: the export was truncated",
+    }
 
 
 def test_resume_with_batches_in_flight_counts_every_record_once() -> None:
