@@ -342,7 +342,11 @@ class KlarUploadOperator(BaseOperator):
         if result.unread is not None:
             # The return value is not pushed when the task fails: push the summary so it can be read.
             context["ti"].xcom_push(key="return_value", value=summary)
-            raise KlarSourceError(unread_message(summary, row.name), source=summary["unread"]["source"])
+            raise KlarSourceError(
+                unread_message(summary, row.name),
+                source=summary["unread"]["source"],
+                position=summary["unread"]["after"],
+            )
         if exceeds_max_rejected(tally.rejected, tally.records, self.max_rejected):
             where = f" The rejected records are in {summary['rejected_path']}." if self.rejected_path else ""
             raise KlarRejectedRecordsError(
@@ -369,7 +373,7 @@ class KlarUploadOperator(BaseOperator):
         """
         try:
             if self.rejected_path is None:
-                result, location = engine.run(source), None
+                result, location = _run_engine(engine, source), None
             else:
                 from airflow_provider_klar.upload.rejected import RejectedWriter
 
@@ -383,7 +387,7 @@ class KlarUploadOperator(BaseOperator):
                             "Copied %d rejected records of earlier tries to the rejected file.", copied
                         )
                     engine.on_rejected = rejected_sink(writer)
-                    result = engine.run(source)
+                    result = _run_engine(engine, source)
                 location = writer.location
         except BaseException:
             if _no_retry_left(context):
@@ -526,6 +530,19 @@ def _check_sources(
             "transform= must be a function that takes a record and returns it, got "
             f"{type(transform).__name__}."
         )
+
+
+def _run_engine(engine: UploadEngine, source: Iterable[Any]) -> EngineResult:
+    """Run the engine; when its source stopped being readable, return its account instead of raising.
+
+    The task still fails (see ``execute``), but after writing the summary that says so.
+    """
+    try:
+        return engine.run(source)
+    except KlarSourceError:
+        if engine.result is None or engine.result.unread is None:
+            raise
+        return engine.result
 
 
 def _no_retry_left(context: Context) -> bool:

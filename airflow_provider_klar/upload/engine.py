@@ -24,8 +24,9 @@ Newest wins, in source order, per record key (the id, or the fields of ``EngineS
   freely.
 
 When iterating the source raises (an unreadable file, a failing generator), what was read is still sent
-and accounted for and the result says where reading stopped (``EngineResult.unread``); an error of
-the engine's own per-record step, or Klar's, ends the run at once.
+and accounted for, then :class:`~airflow_provider_klar.exceptions.KlarSourceError` is raised, with
+``UploadEngine.result.unread`` saying where reading stopped; an error of the engine's own per-record
+step, or Klar's, ends the run at once.
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ class UploadEngine:
         self._open: dict[int, _Span] = {}
         self._span: _Span | None = None
         self._unread: Unread | None = None
+        self._unread_error: KlarSourceError | None = None
+        #: The account of the last run, also when it raised ``KlarSourceError`` after sending what was read.
+        self.result: EngineResult | None = None
 
     # -- checkpoint -------------------------------------------------------------------------------
 
@@ -233,10 +237,13 @@ class UploadEngine:
     def run(self, source: Iterable[SourceLike]) -> EngineResult:
         """Read, check, batch and send every record of ``source``; return the account.
 
-        A source that raises part way does not make this raise: what was read is sent and accounted
-        for, and ``EngineResult.unread`` says where reading stopped; the caller must then fail.
+        When iterating ``source`` raises part way, what was read is still sent and accounted for (and
+        saved in the checkpoint) before this raises :class:`KlarSourceError`; :attr:`result` then holds
+        the account, with ``unread`` saying where reading stopped.
 
         :param source: The records, as the source readers yield them (with positions).
+        :raises KlarSourceError: The source stopped being readable: the reader's own error, or one
+            naming the error a ``records=`` iterable raised; the rest was not read.
         :raises KlarError: The first fatal error of a batch (auth, not found, retries exhausted...),
             after cancelling the batches not yet sent, or a ``KlarError`` saying it was stopped. The
             rejected records of unfinished batches are still handed to ``on_rejected`` first.
@@ -268,7 +275,7 @@ class UploadEngine:
                 self._held_back,
             )
         finished = datetime.now(timezone.utc)
-        return EngineResult(
+        self.result = EngineResult(
             tally=self.tally,
             resumed_records=self._resumed,
             skipped_batches=self._earlier_batches,
@@ -278,6 +285,9 @@ class UploadEngine:
             unread=self._unread,
             held_back=self._held_back,
         )
+        if self._unread_error is not None:
+            raise self._unread_error
+        return self.result
 
     def clear_checkpoint(self) -> None:
         """Remove the checkpoint (after a successful run); failures are logged, not raised."""
@@ -411,6 +421,16 @@ class UploadEngine:
         reason = str(err) if isinstance(err, KlarError) else f"{type(err).__name__}: {err}"
         where_last = where(last.position, last.source, last.line) if last is not None else None
         self._unread = Unread(source=source, after=read, last=where_last, reason=reason)
+        if isinstance(err, KlarSourceError):
+            self._unread_error = err
+        else:
+            self._unread_error = KlarSourceError(
+                f"Reading {source or 'the records'} failed after {read:,} records: {reason}. "
+                "The rest was not read.",
+                source=source,
+                position=read,
+            )
+            self._unread_error.__cause__ = err
         self.log.warning(
             "Reading the records failed after %d records (%s); sending what was read, then failing: "
             "the rest was not read.",

@@ -1,7 +1,7 @@
 """Task level: every record arrives as its newest version, or the task says exactly why not.
 
-Real DAGs (``dag.test()`` on SQLite) over real loopback HTTP: the sandbox with injected 503s (each
-retried after a random wait, so batches finish out of order), and the scripted Klar of
+Real DAGs (``dag.test()`` on SQLite) over real loopback HTTP: the sandbox with latency jitter and
+injected 503s (each retried after a random wait), so batches finish out of order, and the scripted Klar of
 ``test_upload.py`` where a test needs exact control of each answer.
 """
 
@@ -68,8 +68,9 @@ def test_klar_holds_the_last_version_of_every_id_with_batches_finishing_out_of_o
 
     records = versioned_orders(5000)
     source = write_jsonl(tmp_path / "changes.jsonl", records)
-    # A 503 is retried after a random wait of up to a second: meanwhile later batches are answered.
-    klar_sandbox.set_faults(fail_rate=0.2, fail_codes=[503], seed=5, latency_ms=5)
+    # Each answer takes 5 to 300 ms, and a 503 is retried after a random wait of up to a second:
+    # batches are answered out of order.
+    klar_sandbox.set_faults(latency_ms=5, latency_jitter_ms=300, fail_rate=0.1, fail_codes=[503], seed=5)
 
     def build() -> None:
         KlarUploadOperator(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_klar.exceptions import KlarAuthError, KlarError, KlarTransientError
+from airflow_provider_klar.exceptions import KlarAuthError, KlarError, KlarSourceError, KlarTransientError
 from airflow_provider_klar.models import RecordValidator
 from airflow_provider_klar.results import FieldError, KlarBatchResult, OutcomeState, RecordOutcome
 from airflow_provider_klar.sandbox.fake_data import fake_orders
@@ -321,7 +321,11 @@ def test_a_source_error_mid_stream_keeps_the_batches_already_answered() -> None:
 
     store = MemoryCheckpoint()
     hook = FakeHook()
-    result = engine(hook, checkpoint=store, max_concurrency=2).run(iter_records(broken()))
+    eng = engine(hook, checkpoint=store, max_concurrency=2)
+    with pytest.raises(KlarSourceError, match="Reading records failed after 25 records: OSError: the export"):
+        eng.run(iter_records(broken()))
+    result = eng.result
+    assert result is not None
     # What was read is sent (the partial batch too) and saved; the result says the rest was not read.
     assert store.state is not None
     assert store.state["confirmed"] == [[0, 24]]
