@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from airflow_provider_klar.upload.sources import display_name, to_storage_path
@@ -300,6 +301,14 @@ def _state_store_limit() -> int:
         return 65535
 
 
+def _never_expire() -> timedelta:
+    try:
+        from airflow.sdk.execution_time.context import NEVER_EXPIRE
+    except ImportError:  # before Airflow 3.3 (only the unit tests' stand-in store gets here)
+        return timedelta.max
+    return NEVER_EXPIRE
+
+
 class TaskStateCheckpoint:
     """A checkpoint in Airflow's task state store (Airflow 3.3+), under :data:`TASK_STATE_KEY`.
 
@@ -360,10 +369,8 @@ class TaskStateCheckpoint:
         if not self._fell_back:
             size = len(_encode(state))
             if not self.limit or size <= self.limit:
-                from airflow.sdk.execution_time.context import NEVER_EXPIRE
-
                 # Never expiring: the upload removes it itself when done; a retry may come days later.
-                self.accessor.set(TASK_STATE_KEY, state, retention=NEVER_EXPIRE)
+                self.accessor.set(TASK_STATE_KEY, state, retention=_never_expire())
                 return
             if self.fallback is None:
                 raise ValueError(

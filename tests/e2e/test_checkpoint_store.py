@@ -41,6 +41,7 @@ def _task_state(dag_run: Any, task_id: str) -> Any:
     return get_state_backend().get(scope, TASK_STATE_KEY)
 
 
+@pytest.mark.airflow3_only  # the task state store came with Airflow 3.3
 @pytest.mark.parametrize("cap", [65_535, 300], ids=["task_state_store", "over_the_cap"])
 def test_the_default_checkpoint_lives_in_the_task_state_store_and_a_retry_resumes_from_it(  # noqa: PLR0917
     store_dag: Callable[[Any], None],

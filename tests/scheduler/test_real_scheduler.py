@@ -26,7 +26,8 @@ from tests.scheduler.conftest import write_jsonl
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox.server import SandboxServer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.scheduler, pytest.mark.timeout(600)]
+# Airflow 3's components (api-server, dag-processor, task SDK) and its task state store.
+pytestmark = [pytest.mark.e2e, pytest.mark.scheduler, pytest.mark.airflow3_only, pytest.mark.timeout(600)]
 
 #: Orders in the long uploads; ``KLAR_SUITE_ORDERS=100000 KLAR_SUITE_BATCH=1000`` measures the issue's case.
 ORDERS = int(os.environ.get("KLAR_SUITE_ORDERS", "10000"))

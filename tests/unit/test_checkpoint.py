@@ -338,6 +338,7 @@ def _task_state_dag(dag_id: str) -> Any:
     return dag
 
 
+@pytest.mark.airflow3_only  # the task state store came with Airflow 3.3
 def test_task_state_checkpoint_survives_a_retry_in_a_running_task(store_dag: Callable[[Any], None]) -> None:
     dag = _task_state_dag(f"klar_task_state_{time.time_ns()}")
     store_dag(dag)
