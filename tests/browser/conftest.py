@@ -73,7 +73,10 @@ def airflow_ui(demo_data: Path) -> Iterator[AirflowStack]:
     dags.mkdir()
     shutil.copy(REPO / "example_dags" / "klar_demo.py", dags / "klar_demo.py")
     port = free_port()
-    env = airflow_env(home, dags, port, {"KLAR_DEMO_DATA_DIR": str(demo_data)})
+    # The demo reads its exports from the data folder and the logistics costs from the shop's SQLite
+    # database there, through the connection make demo sets too.
+    shop_var, shop_conn = _demo_module().shop_connection(demo_data)
+    env = airflow_env(home, dags, port, {"KLAR_DEMO_DATA_DIR": str(demo_data), shop_var: shop_conn})
     stack = AirflowStack(home, f"http://127.0.0.1:{port}", env)
     try:
         stack.start()
