@@ -27,21 +27,25 @@ def costs(n: int, start: int = 0) -> list[dict[str, Any]]:
 
 
 class Lines:
-    """The lines the hook logged (stdlib on Airflow 2, structlog's printed lines on Airflow 3)."""
+    """The lines the hook logged: through the stdlib on Airflow 2 (caught by caplog, and maybe printed
+    too), through structlog on Airflow 3 (printed only). Each line is counted once."""
 
     def __init__(self, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
         self._caplog, self._capsys = caplog, capsys
-        self._seen: list[str] = []
+        self._logged: list[str] = []
+        self._printed: list[str] = []
 
     def all(self) -> list[str]:
         captured = self._capsys.readouterr()
-        self._seen += [r.getMessage() for r in self._caplog.records]
-        self._seen += (captured.out + captured.err).splitlines()
+        self._logged += [r.getMessage() for r in self._caplog.records]
+        self._printed += (captured.out + captured.err).splitlines()
         self._caplog.clear()
-        return self._seen
+        return self._logged + self._printed
 
     def matching(self, text: str) -> list[str]:
-        return [line for line in self.all() if text in line]
+        self.all()
+        logged = [line for line in self._logged if text in line]
+        return logged or [line for line in self._printed if text in line]
 
 
 @pytest.fixture
