@@ -13,6 +13,8 @@ Anything else raises; an answer that cannot be mapped is never counted as accept
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +103,52 @@ class Scrubber:
 
     def __repr__(self) -> str:
         return "Scrubber(***)"
+
+
+class HttpLogFilter(logging.Filter):
+    """Scrubs the tokens of every hook from the HTTP libraries' own log lines.
+
+    At DEBUG level ``httpcore`` logs every answer's headers: a proxy that echoes the token in a header
+    would put it in the log. One filter serves the process; :meth:`protect` adds a token to it.
+    """
+
+    #: The loggers ``httpx`` and ``httpcore`` write to (a logger's filters do not apply to its children).
+    LOGGERS = (
+        "httpx",
+        "httpcore.connection",
+        "httpcore.http11",
+        "httpcore.http2",
+        "httpcore.proxy",
+        "httpcore.socks",
+    )
+    _installed: HttpLogFilter | None = None
+    _install_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._scrubbers: dict[str, Scrubber] = {}
+
+    @classmethod
+    def protect(cls, token: str) -> None:
+        """Scrub ``token`` from the HTTP libraries' log lines from now on.
+
+        :param token: The API token of a connection.
+        """
+        with cls._install_lock:
+            if cls._installed is None:
+                cls._installed = cls()
+                for name in cls.LOGGERS:
+                    logging.getLogger(name).addFilter(cls._installed)
+            cls._installed._scrubbers.setdefault(token, Scrubber(token))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._scrubbers:
+            text = original = record.getMessage()
+            for scrub in list(self._scrubbers.values()):
+                text = scrub(text)
+            if text != original:
+                record.msg, record.args = text, ()
+        return True
 
 
 class _Empty:

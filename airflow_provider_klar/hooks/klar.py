@@ -34,6 +34,7 @@ from airflow_provider_klar.hooks._connection import (
 )
 from airflow_provider_klar.hooks._limiter import ConcurrencyLimiter
 from airflow_provider_klar.hooks._responses import (
+    HttpLogFilter,
     Scrubber,
     batch_result_from_response,
     refuses_whole_body,
@@ -202,8 +203,10 @@ class KlarHook(BaseHook):
 
     def _settings_from(self, conn: Any) -> KlarConnectionSettings:
         settings = settings_from_connection(conn)
-        # Registered before anything could log it: from here on Airflow's masker redacts the token.
+        # Registered before anything could log it: from here on Airflow's masker redacts the token,
+        # and the HTTP libraries' own (DEBUG) log lines of answers that echo it are scrubbed too.
         mask_secret(settings.token)
+        HttpLogFilter.protect(settings.token)
         return settings
 
     @property
