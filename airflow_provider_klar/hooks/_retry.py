@@ -189,11 +189,13 @@ class _Budget:
     def elapsed(self) -> float:
         return self.policy.monotonic() - self.started
 
-    def record(self, failure: BaseException | None) -> None:
+    def record(self, failure: BaseException | None) -> int:
+        """Count ``failure``; return how many failures of its kind (counted or rate-limited) there were."""
         if isinstance(failure, TransientFailure) and failure.rate_limited:
             self.rate_limited += 1
-        else:
-            self.counted += 1
+            return self.rate_limited
+        self.counted += 1
+        return self.counted
 
     def stop(self, state: RetryCallState) -> bool:
         """Tenacity's stop hook; it runs after the wait was chosen, so the wait counts against the time."""
@@ -243,9 +245,9 @@ class RetryPolicy:
             raise ValueError(f"initial_wait must not be negative; got {self.initial_wait!r}.")
 
     def wait_for(self, attempt: int, failure: BaseException | None) -> float:
-        """Return the seconds to wait after failed attempt number ``attempt`` (1-based).
+        """Return the seconds to wait after the ``attempt``-th failure of its kind (1-based).
 
-        :param attempt: The number of the attempt that just failed.
+        :param attempt: How many failures like this one (counted, or rate-limited) the request had.
         :param failure: What made it fail.
         """
         if isinstance(failure, TransientFailure) and failure.retry_after is not None:
@@ -257,8 +259,9 @@ class RetryPolicy:
     def _retry_kwargs(self, what: str, log: WarningLogger, budget: _Budget) -> dict[str, object]:
         def wait(state: RetryCallState) -> float:
             failure = state.outcome.exception() if state.outcome else None
-            budget.record(failure)
-            return self.wait_for(state.attempt_number, failure)
+            # The backoff grows with the failures of the same kind: a run of 429s must not make the
+            # first 503 after it wait as long as a tenth 503 would.
+            return self.wait_for(budget.record(failure), failure)
 
         def before_sleep(state: RetryCallState) -> None:
             failure = state.outcome.exception() if state.outcome else None

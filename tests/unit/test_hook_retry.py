@@ -308,3 +308,12 @@ def test_the_hook_checks_its_retry_settings(kwargs: dict[str, float], message: s
     with pytest.raises(ValueError) as raised:
         KlarHook(**kwargs)  # type: ignore[arg-type]
     assert str(raised.value) == message
+
+
+def test_the_backoff_after_errors_does_not_grow_with_rate_limit_answers() -> None:
+    slow_downs = [httpx.Response(429, headers={"Retry-After": "0"})] * 8
+    script = Script(*slow_downs, httpx.Response(503), _valid())
+    script.hook(max_retry_wait=60.0).upload("orders", ORDERS)
+    # The 503 is the first error of its kind: its wait is drawn from [0, 1 s], not from [0, 60 s].
+    assert script.sleeps[:8] == [0.0] * 8
+    assert 0.0 <= script.sleeps[8] <= 1.0
