@@ -137,8 +137,8 @@ class KlarUploadOperator(BaseOperator):
         (a ratio of the records read). Default 0: any rejection fails the task, after the upload.
     :param rejected_path: Where to write the rejected records and their errors as JSON Lines, local or
         object storage. Templated.
-    :param file_format: ``jsonl``, ``json`` or ``csv`` (optionally ``.gz``) for every file of ``path``,
-        instead of telling by the extension.
+    :param file_format: ``jsonl``, ``json``, ``csv`` (optionally ``.gz``) or ``parquet`` for every file
+        of ``path``, instead of telling by the extension.
     :param max_batch_bytes: Most bytes in one request body; a single record larger than this is rejected.
     :param checkpoint: Where progress survives a failed try: ``"auto"`` (the default: Airflow's task
         state store on Airflow 3.3 and later, an Airflow Variable before), ``"task_state_store"``,

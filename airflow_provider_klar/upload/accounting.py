@@ -78,11 +78,13 @@ def where(position: int, source: str, line: int | None) -> str:
         return f"record {position}"
     if line is None:
         return f"record {position} of {source}"
-    # JSON array files count items from 0; line-based formats count lines from 1; queries rows from 1.
-    if source.startswith("query "):
+    # JSON array files count items from 0; line-based formats count lines from 1; queries and Parquet
+    # files rows from 1.
+    lowered = source.lower().removesuffix(".gz")
+    if source.startswith("query ") or lowered.endswith(".parquet"):
         unit = "row"
     else:
-        unit = "item" if source.lower().removesuffix(".gz").endswith(".json") else "line"
+        unit = "item" if lowered.endswith(".json") else "line"
     return f"{unit} {line} of {source}"
 
 

@@ -31,6 +31,7 @@ from typing import IO, Any
 from airflow_provider_klar.exceptions import KlarConfigurationError, KlarSourceError, KlarSourceNotFoundError
 from airflow_provider_klar.upload._csv import iter_csv
 from airflow_provider_klar.upload._json import iter_json_array, iter_json_lines
+from airflow_provider_klar.upload._parquet import check_parquet, iter_parquet
 from airflow_provider_klar.upload._record import SourceRecord, cut, source_error
 
 __all__ = [
@@ -49,10 +50,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The file formats the readers understand.
-FORMATS = ("jsonl", "json", "csv")
+FORMATS = ("jsonl", "json", "csv", "parquet")
 
-_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
-_FORMAT_ALIASES = {"jsonl": "jsonl", "ndjson": "jsonl", "jsonlines": "jsonl", "json": "json", "csv": "csv"}
+_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+_FORMAT_ALIASES = {
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
+    "jsonlines": "jsonl",
+    "json": "json",
+    "csv": "csv",
+    "parquet": "parquet",
+}
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
 
@@ -107,7 +115,8 @@ def _iter_records(iterator: Iterator[Any]) -> Iterator[SourceRecord]:
 
 
 def detect_format(name: str, file_format: str | None = None) -> tuple[str, bool]:
-    """Return ``(format, gzipped)`` for a file name: ``format`` is ``jsonl``, ``json`` or ``csv``.
+    """Return ``(format, gzipped)`` for a file name: ``format`` is ``jsonl``, ``json``, ``csv`` or
+    ``parquet``.
 
     :param name: The file name or path; a trailing ``.gz`` means gzip-compressed.
     :param file_format: Overrides the extension: ``jsonl`` (or ``ndjson``), ``json`` or ``csv``,
@@ -125,14 +134,15 @@ def detect_format(name: str, file_format: str | None = None) -> tuple[str, bool]
             return _FORMAT_ALIASES[wanted], gzipped
         except KeyError:
             raise KlarConfigurationError(
-                f"Unknown file_format {file_format!r}; use one of jsonl, json, csv (optionally with .gz)."
+                f"Unknown file_format {file_format!r}; use one of jsonl, json, csv (optionally with .gz) "
+                f"or parquet."
             ) from None
     for extension, fmt in _EXTENSIONS.items():
         if stem.endswith(extension):
             return fmt, gzipped
     raise KlarConfigurationError(
         f"Cannot tell the format of {name!r} from its extension; name it .jsonl, .ndjson, .json or .csv "
-        f"(optionally .gz), or pass file_format."
+        f"(optionally .gz) or .parquet, or pass file_format."
     )
 
 
@@ -290,7 +300,7 @@ def iter_stream(
     """Read one open binary stream record by record.
 
     :param stream: A binary file object, positioned at the start.
-    :param file_format: ``jsonl``, ``json`` or ``csv``.
+    :param file_format: ``jsonl``, ``json``, ``csv`` or ``parquet`` (which needs a seekable stream).
     :param gzipped: Whether to decompress the stream with gzip while reading.
     :param source: The name given to :attr:`SourceRecord.source`.
     :param start: The position of the first record (the count of records read from earlier files).
@@ -300,6 +310,8 @@ def iter_stream(
     fmt = _FORMAT_ALIASES.get(file_format, file_format)
     if fmt not in FORMATS:
         raise KlarConfigurationError(f"Unknown file format {file_format!r}; use one of {', '.join(FORMATS)}.")
+    if fmt == "parquet":  # compressed inside, and read by seeking to its footer: never through gzip
+        return iter_parquet(stream, source, start)
     body: IO[bytes] = gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream  # type: ignore[assignment]
     if fmt == "jsonl":
         return iter_json_lines(body, source, start)
@@ -395,7 +407,8 @@ def iter_path(
     returned iterator also tells :attr:`~FileSource.files` and a :attr:`~FileSource.fingerprint`.
 
     :param path: A file, folder or glob, local or in object storage.
-    :param file_format: ``jsonl``, ``json`` or ``csv`` for every file, overriding the extensions.
+    :param file_format: ``jsonl``, ``json``, ``csv`` or ``parquet`` for every file, overriding the
+        extensions.
     :param resource: The Klar resource; CSV is allowed only for flat ones and typed by its model.
     :param conn_id: The Airflow connection for the object storage, when the URL does not name one.
     :param api_version: The API version whose model types the CSV columns (default: the resource's).
@@ -405,6 +418,9 @@ def iter_path(
     plan = [(p, *detect_format(display_name(p), file_format), size) for p, size in _resolve(path, conn_id)]
     if any(fmt == "csv" for _, fmt, _, _ in plan):
         _check_csv_resource(resource)
+    for p, fmt, gzipped, _ in plan:
+        if fmt == "parquet":
+            check_parquet(gzipped, display_name(p))
     return FileSource(plan, resource, api_version)
 
 
