@@ -139,47 +139,51 @@ class _Lines:
 
     Decoding line by line keeps a byte that is not UTF-8 to its own line (replaced by U+FFFD, which
     is never a quote, comma or line end, so the CSV structure around it stays intact) and keeps the
-    line count true, also inside quoted cells that span lines.
+    line count true, also inside quoted cells that span lines. Lines end at ``\\n``, ``\\r\\n`` or a lone
+    ``\\r`` (old spreadsheet exports), as the csv module expects.
     """
 
+    __slots__ = ("_lines", "ended", "number", "problems")
+
     def __init__(self, stream: IO[bytes]) -> None:
-        self._lines = iter(stream)
         #: How many lines were handed out.
         self.number = 0
         #: For the lines handed out since :meth:`mark`: (line number, why it is not UTF-8 or has a BOM).
         self.problems: list[tuple[int, str]] = []
         #: Whether the stream has no more lines.
         self.ended = False
+        # A generator, not a __next__ method: the csv module calls it once per line, at C speed.
+        self._lines = self._decode(stream)
 
     def mark(self) -> None:
         """Forget the problems seen so far (called before each row)."""
         self.problems = []
 
-    def __iter__(self) -> _Lines:
-        return self
+    def __iter__(self) -> Iterator[str]:
+        return self._lines
 
-    def __next__(self) -> str:
-        try:
-            raw = next(self._lines)
-        except StopIteration:
-            self.ended = True
-            raise
-        self.number += 1
-        if raw.startswith(_BOM):
-            raw = raw[len(_BOM) :]
-            if self.number != 1:
-                self.problems.append((self.number, _BOM_PROBLEM))
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            self.problems.append(
-                (
-                    self.number,
-                    f"byte 0x{raw[bad.start]:02X} at byte {bad.start + 1} of the line is not UTF-8; "
-                    f"save the file as UTF-8",
-                )
-            )
-            return raw.decode("utf-8", "replace")
+    def _decode(self, stream: IO[bytes]) -> Iterator[str]:
+        number = 0
+        for raw in stream:
+            cr = raw.find(b"\r")
+            # A binary stream splits at \n only: lines ending in a lone \r are split here (rarely needed).
+            pieces = (raw,) if cr == -1 or cr == len(raw) - 2 else raw.splitlines(keepends=True)
+            for piece in pieces:
+                number += 1
+                self.number = number
+                line = piece
+                if line.startswith(_BOM):
+                    line = line[len(_BOM) :]
+                    if number != 1:
+                        self.problems.append((number, _BOM_PROBLEM))
+                try:
+                    yield line.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    where = f"byte {bad.start + 1} of the line"
+                    problem = f"byte 0x{line[bad.start]:02X} at {where} is not UTF-8; save the file as UTF-8"
+                    self.problems.append((number, problem))
+                    yield line.decode("utf-8", "replace")
+        self.ended = True
 
 
 _BOM = b"\xef\xbb\xbf"

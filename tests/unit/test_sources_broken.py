@@ -274,3 +274,17 @@ def test_a_rejected_file_reads_back_as_the_records_it_holds(tmp_path: Path) -> N
     fixed = target.read_text().replace('{\\"id\\": \\"B\\",, }', '{\\"id\\": \\"B\\"}')
     target.write_text(fixed)
     assert [i.record for i in iter_path(target)][1] == {"id": "B"}
+
+
+@pytest.mark.parametrize("end", [b"\r", b"\r\n", b"\n"], ids=["cr", "crlf", "lf"])
+def test_csv_lines_may_end_in_a_lone_carriage_return(tmp_path: Path, end: bytes) -> None:
+    text = b'orderId,lineItemId,productCogs\nO-1,L-1,1\nO-2,"L\nx",2\nO-3,L-3,3\xff\nO-4,L-4,4\n'
+    path = write(tmp_path / "c.csv", text.replace(b"\n", end))
+
+    items = list(iter_path(path, resource="cogs"))
+
+    assert [(i.line, i.ok) for i in items] == [(2, True), (3, True), (5, False), (6, True)]
+    assert items[1].record == {"orderId": "O-2", "lineItemId": "L" + end.decode() + "x", "productCogs": 2}
+    assert items[2].error is not None
+    assert items[2].error.startswith("line 5: byte 0xFF at byte 10 ")
+    assert items[3].record == {"orderId": "O-4", "lineItemId": "L-4", "productCogs": 4}
