@@ -128,16 +128,20 @@ def test_a_json_array_with_a_syntax_error_fails_the_task_whatever_max_rejected_s
 
     assert dag_run.state == "failed"
     out = capfd.readouterr().out
-    assert "KlarSourceError" in out
     assert (
-        f"{source}, item 1500: invalid JSON: parse error: object key and value must be separated by a colon"
-        in out
-    )
-    assert f"The rest of {source} was not read." in out
+        f"KlarSourceError: Reading {source} stopped after 1,500 records (the last was item 1499 of "
+        f"{source}): {source}, item 1500: invalid JSON: parse error: object key and value must be "
+        f"separated by a colon (':'). The rest of {source} was not read. The records read were sent and "
+        "accounted for (1,500 orders records accepted, 0 rejected); the rest was not read, so the task "
+        "fails whatever max_rejected says."
+    ) in out
     assert "Every valid record was sent" not in out
-    # Nothing after the break reached Klar.
-    stored = {r["id"] for r in klar_sandbox.records("orders")}
-    assert stored <= {f"ORD-{i}" for i in range(1500)}
+    # Everything before the break reached Klar, nothing after it; the summary says so too.
+    assert {r["id"] for r in klar_sandbox.records("orders")} == {f"ORD-{i}" for i in range(1500)}
+    summary = summary_of(task_instances(dag_run, "upload")[0])
+    assert (summary["records"], summary["accepted"], summary["rejected"]) == (1500, 1500, 0)
+    assert summary["unread"]["source"] == str(source)
+    assert summary["unread"]["after"] == 1500
 
 
 def test_a_deeply_nested_record_among_valid_ones_is_rejected_as_itself(
