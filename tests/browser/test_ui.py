@@ -76,12 +76,12 @@ def check_the_form(dialog: Any) -> None:
     assert "Access Token" in (token.get_attribute("placeholder") or "")
 
 
-def save_connection(walk: Walk, conn_id: str, *, port: int | None) -> None:
+def save_connection(walk: Walk, conn_id: str, *, port: int | None, token: str | None = None) -> None:
     dialog = open_connection_form(walk, conn_id)
     dialog.get_by_label("Base URL").fill(walk.sandbox.url)
     if port is not None:
         dialog.get_by_label("Port").fill(str(port))
-    dialog.get_by_label("API token").fill(walk.sandbox.token)
+    dialog.get_by_label("API token").fill(token or walk.sandbox.token)
     dialog.get_by_role("button", name="Save").click()
     walk.page.get_by_role("row").filter(has_text=conn_id).first.wait_for()
 
@@ -124,8 +124,12 @@ def test_a_new_user_walks_through_the_klar_provider_in_the_ui(
     # Request"). When this starts passing, Airflow fixed it: drop the Port advice in docs/connection.md.
     save_connection(walk, "klar_without_port", port=None)
     press_test(walk, "klar_without_port")
-    _toast(walk.page, "Bad Request")
+    answer_toast = _toast(walk.page, "Test Connection")
     walk.shot("connection-test-without-port-refused-upstream")
+    assert "Bad Request" in answer_toast.inner_text(), (
+        "Airflow's Test button now works without a port: remove the Port advice from docs/connection.md "
+        f"and this check. The UI said: {answer_toast.inner_text()!r}"
+    )
     # The workarounds docs/connection.md gives: the REST call with the token in the body.
     answer = airflow_ui.api(
         "POST",
@@ -138,6 +142,13 @@ def test_a_new_user_walks_through_the_klar_provider_in_the_ui(
         },
     )
     assert answer.json() == {"status": True, "message": "Connected: 0 orders received so far"}
+
+    # A failing test speaks of "this connection", not of the random id the UI tests it under.
+    save_connection(walk, "klar_wrong_token", port=sandbox_port, token="not-the-token")
+    press_test(walk, "klar_wrong_token")
+    refused = _toast(walk.page, "Bad token")
+    assert "check the token of this connection" in refused.inner_text()
+    walk.shot("connection-test-bad-token")
 
     # 4. The demo DAG, triggered from its page with the default params.
     walk.goto("/dags/klar_demo")
