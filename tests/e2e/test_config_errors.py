@@ -29,7 +29,7 @@ RETRIES = {"retries": 2, "retry_delay": timedelta(0)}
 
 def _run(dag_id: str, store_dag: Callable[[Any], None], **arguments: Any) -> Any:
     """Run a one-task DAG (``upload``) with ``arguments``; return its task instance after the run."""
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
         KlarUploadOperator(task_id="upload", checkpoint=None, **RETRIES, **arguments)
