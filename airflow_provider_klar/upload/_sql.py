@@ -119,7 +119,10 @@ def _open_cursor(conn: Any) -> tuple[Any, bool]:
     package = type(conn).__module__.partition(".")[0]
     if package in ("psycopg", "psycopg2"):
         # A named cursor is a server-side one: DECLARE ... CURSOR, then FETCH per fetchmany. A plain
-        # psycopg cursor would load the whole result into the worker's memory on execute.
+        # psycopg cursor would load the whole result into the worker's memory on execute. DECLARE needs
+        # a transaction block, which a connection set to autocommit does not open.
+        if getattr(conn, "autocommit", False):
+            conn.autocommit = False
         return conn.cursor(name=f"klar_upload_{uuid.uuid4().hex[:12]}"), True
     if package in ("MySQLdb", "pymysql"):
         cursors = __import__(f"{package}.cursors", fromlist=["SSCursor"])

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -227,10 +229,6 @@ def test_a_retried_try_resumes_an_ordered_query_after_the_confirmed_rows(
 
         validate = upload
 
-    class Source:
-        def __init__(self) -> None:
-            self.rows = SqlSource(sql, "unused", hook=_PsycopgHook(postgres))
-
     settings = EngineSettings(
         resource="logistics-costs", api_version="04.2024", id_field="orderId", batch_size=100,
         max_concurrency=1, source_key="sql:test",
@@ -238,14 +236,16 @@ def test_a_retried_try_resumes_an_ordered_query_after_the_confirmed_rows(
     checkpoint = Memory()
     with KlarHook() as hook:
         first = FailsOnThirdBatch(hook, fail_from=2)
-        with pytest.raises(KlarTransientError):
-            UploadEngine(settings, first, checkpoint=checkpoint).run(Source().rows)
+        rows = SqlSource(sql, "unused", hook=_PsycopgHook(postgres))
+        with closing(rows), pytest.raises(KlarTransientError):
+            UploadEngine(settings, first, checkpoint=checkpoint).run(rows)
         assert [len(ids) for ids in first.sent] == [100, 100]
         assert checkpoint.state is not None
         assert checkpoint.state["confirmed"] == [[0, 199]]
 
         second = FailsOnThirdBatch(hook, fail_from=None)
-        result = UploadEngine(settings, second, checkpoint=checkpoint).run(Source().rows)
+        with closing(SqlSource(sql, "unused", hook=_PsycopgHook(postgres))) as rows:
+            result = UploadEngine(settings, second, checkpoint=checkpoint).run(rows)
     assert result.resumed_records == 200
     assert result.tally.records == 500
     assert result.tally.accepted == 500
@@ -258,10 +258,37 @@ def test_a_retried_try_resumes_an_ordered_query_after_the_confirmed_rows(
 class _PsycopgHook:
     """A hook handing out a psycopg connection to the test server (what PostgresHook.get_conn does)."""
 
-    def __init__(self, server: PostgresServer) -> None:
-        self.server = server
+    def __init__(self, server: PostgresServer, *, driver: str = "psycopg", autocommit: bool = False) -> None:
+        self.server, self.driver, self.autocommit = server, driver, autocommit
 
     def get_conn(self) -> Any:
-        import psycopg
+        driver = importlib.import_module(self.driver)
+        conn = driver.connect(host="127.0.0.1", port=self.server.port, user="postgres", dbname="postgres")
+        conn.autocommit = self.autocommit
+        return conn
 
-        return psycopg.connect(host="127.0.0.1", port=self.server.port, user="postgres", dbname="postgres")
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+@pytest.mark.parametrize("autocommit", [False, True])
+def test_both_postgres_drivers_stream_through_a_server_side_cursor(
+    postgres: PostgresServer, driver: str, autocommit: bool
+) -> None:
+    """A named cursor: the server holds the result, each fetchmany asks it for the next rows."""
+    from airflow_provider_klar.upload._sql import SqlSource
+
+    hook = _PsycopgHook(postgres, driver=driver, autocommit=autocommit)
+    sql = "SELECT json_build_object('id', 'R-' || g, 'n', g) FROM generate_series(1, 2500) AS g ORDER BY g"
+    source = SqlSource(sql, "unused", hook=hook, fetch_rows=1000)
+    first = next(source)
+    assert first.record == {"id": "R-1", "n": 1}
+    with postgres.connect() as conn:
+        # While the upload reads, the server holds the open cursor of the query (not a fetched result).
+        busy = conn.execute(
+            "SELECT query FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND state = 'idle in transaction'"
+        ).fetchall()
+        assert len(busy) == 1, busy
+        assert re.match(r'(DECLARE|FETCH FORWARD 1000 FROM) "?klar_upload_', busy[0][0], re.I), busy
+    rest = list(source)
+    assert len(rest) == 2499
+    assert rest[-1].line == 2500
