@@ -83,8 +83,9 @@ class KlarUploadOperator(BaseOperator):
     when the rejections exceed ``max_rejected``, but only after every valid record was sent.
 
     **Resume.** With ``checkpoint`` set (the default), the source positions whose batches Klar has
-    answered are saved after every answer (and when the try fails) for this task instance (DAG, run,
-    task and map index): in Airflow's task state store from Airflow 3.3, in a Variable before. When
+    answered are saved for this task instance (DAG, run, task and map index), often enough that at most
+    ``max_concurrency + 1`` sent batches are ever outside the saved state, and when the try fails: in
+    Airflow's task state store from Airflow 3.3, in a Variable before. When
     Airflow retries the task, the new try skips those positions before even reading them into the
     models, and adds its counts to the earlier ones; the checkpoint is
     removed when the task succeeds. Limits: a batch that was in flight when a try died (a killed

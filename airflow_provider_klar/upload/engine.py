@@ -145,6 +145,10 @@ class UploadEngine:
         self._spans = 0
         self._last_save = 0.0
         self._dirty = False
+        # Spans whose records went out and that the saved checkpoint does not cover yet: the ones a
+        # retry would send again if this process died now (see _pump).
+        self._sent_open = 0
+        self._sent_unsaved = 0
         self._t0 = 0.0
         # Keys of the batches handed to the workers and not yet finished (see _hold_back): a set, as
         # hold-back keeps every key in at most one unfinished batch.
@@ -230,7 +234,7 @@ class UploadEngine:
         except Exception as err:  # progress bookkeeping must not fail an otherwise working upload
             self.log.warning("Could not save the upload checkpoint (%s); a retry may re-send batches.", err)
             return
-        self._last_save, self._dirty = now, False
+        self._last_save, self._dirty, self._sent_unsaved = now, False, 0
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -496,6 +500,13 @@ class UploadEngine:
             while len(self._in_flight) >= self.settings.max_concurrency:
                 self._harvest()
             job = self._queue.popleft()
+            if not job.resend:
+                # A killed try makes its retry re-send every span sent and not in the saved checkpoint:
+                # keep those at most max_concurrency + 1, saving only when a new batch would exceed it
+                # (when sending is the bottleneck that is every other batch; when reading is, rarer).
+                if self._sent_open + self._sent_unsaved > self.settings.max_concurrency:
+                    self._save(force=True)
+                self._sent_open += 1
             self._in_flight[self._pool.submit(self._send, job.batch)] = job
 
     def _harvest(self) -> None:
@@ -615,6 +626,8 @@ class UploadEngine:
         self._open.pop(span.number, None)
         if span.sent:
             tally.batches += 1
+            self._sent_open -= 1
+            self._sent_unsaved += 1
         for rejection in span.rejections:
             tally.add_rejection(rejection)
             if self.on_rejected is not None:

@@ -18,10 +18,11 @@ from airflow_provider_klar.upload.batching import DEFAULT_MAX_BATCH_BYTES
 
 #: Version of the checkpoint layout; a checkpoint of another layout is ignored.
 CHECKPOINT_FORMAT = 1
-#: Least seconds between two checkpoint saves while batches keep completing. 0: after every answer
-#: that finishes a batch, so a killed try leaves at most the batches in flight unconfirmed (measured
-#: under a real scheduler: a 2 s interval let a retry re-send up to 18 batches of 1000).
-CHECKPOINT_INTERVAL = 0.0
+#: Least seconds between two checkpoint saves while batches keep completing. Besides these, the engine
+#: saves whenever sending one more batch would leave more than ``max_concurrency + 1`` sent batches
+#: outside the saved checkpoint: all a retry re-sends after a killed try. (An interval alone let a
+#: retry re-send up to 18 batches of 1000, measured under a real scheduler.)
+CHECKPOINT_INTERVAL = 2.0
 
 
 class UploadMode(str, Enum):
