@@ -72,6 +72,9 @@ def test_hook_form_methods_say_what_provider_info_says() -> None:
     assert {"schema", "login"} <= set(declared["hidden-fields"])
     assert "password" not in declared["hidden-fields"]
     assert "host" not in declared["hidden-fields"]
+    # Airflow 3's Test button needs a stored port (it sends 0 for an empty one): the form shows Port.
+    assert "port" not in declared["hidden-fields"]
+    assert "Test button" in declared["placeholders"]["port"]
 
 
 def _fake_module(monkeypatch: pytest.MonkeyPatch, name: str, **attrs: Any) -> None:
