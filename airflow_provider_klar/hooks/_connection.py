@@ -241,7 +241,7 @@ def settings_from_connection(conn: _ConnectionLike) -> KlarConnectionSettings:
     if not token:
         raise KlarConfigurationError(
             f"Connection {conn_id!r} has no API token. Put the token from Klar (Store Settings, "
-            "Data Sources, Klar Api, Access Token) in the connection's password field."
+            "Data Sources, Klar Api, Access Token) in its password field (API token in the form)."
         )
     extra = conn.extra_dejson or {}
     return KlarConnectionSettings(
