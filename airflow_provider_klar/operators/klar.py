@@ -82,15 +82,27 @@ class KlarUploadOperator(BaseOperator):
     its errors. The task fails with :class:`~airflow_provider_klar.exceptions.KlarRejectedRecordsError`
     when the rejections exceed ``max_rejected``, but only after every valid record was sent.
 
+    **Newest wins.** Records sharing an upsert key (``id``; ``orderId``, ``lineItemId`` and ``sku`` for
+    ``cogs``) are versions of one record, and Klar ends up holding the last in source order: within a
+    batch only the last version is sent (the others count as ``superseded``), and a batch waits while
+    an earlier unanswered batch holds one of its keys. Parallel task instances (mapped files sharing
+    ids) are not ordered against each other.
+
+    **Unreadable sources.** When reading the source fails part way (a broken file, a failing
+    ``records=`` iterable), what was read is sent and accounted for, then the task fails with
+    :class:`~airflow_provider_klar.exceptions.KlarSourceError` whatever ``max_rejected`` says; the
+    summary is pushed to XCom all the same, with ``complete`` false and ``unread`` saying where.
+
     **Resume.** With ``checkpoint`` set (the default), the source positions whose batches Klar has
     answered are saved for this task instance (DAG, run, task and map index), often enough that at most
     ``max_concurrency + 1`` sent batches are ever outside the saved state, and when the try fails: in
     Airflow's task state store from Airflow 3.3, in a Variable before. When
     Airflow retries the task, the new try skips those positions before even reading them into the
-    models, and adds its counts to the earlier ones; the checkpoint is
-    removed when the task succeeds. Limits: a batch that was in flight when a try died (a killed
-    worker, a lost connection) was not confirmed and is sent again, which is harmless since Klar
-    upserts by id; positions are only meaningful if the source yields the same records in the same
+    models, and adds its counts to the earlier ones; the checkpoint is removed when the task
+    succeeds, and when a try fails with no retry left. Limits: a batch that was in flight when a
+    try died (a killed worker, a lost connection) was not confirmed and is sent again, which is
+    harmless since Klar upserts by id and no later version of its records was sent before it;
+    positions are only meaningful if the source yields the same records in the same
     order on every try (true of an upstream task's XCom; for files, a checkpoint is used only while
     their names, sizes and change markers are the same, so fixing a file starts over); a try failing
     because of ``max_rejected`` removes the checkpoint, since every valid record was stored and a new
@@ -102,7 +114,8 @@ class KlarUploadOperator(BaseOperator):
     The summary returned to XCom is small whatever the upload size: ``resource``, ``api_version``,
     ``mode``, ``records``, ``batches``, ``accepted``, ``rejected``, ``rejected_ids`` (the first 100),
     ``rejected_path``, ``started_at``, ``finished_at``, ``duration_s``, ``resumed_records``,
-    ``skipped_batches``, ``resent_not_stored`` and ``warnings`` (counts of unknown fields and pitfalls).
+    ``skipped_batches``, ``resent_not_stored``, ``superseded``, ``held_back_batches``, ``complete``,
+    ``unread`` and ``warnings`` (counts of unknown fields and pitfalls).
 
     :param resource: The Klar resource: ``orders``, ``refunds``, ``cogs``, ``logistics-costs`` or
         ``transaction-costs``. Templated.
@@ -334,7 +347,9 @@ class KlarUploadOperator(BaseOperator):
                 close()
         summary = build_summary(result, settings, rejected_path=rejected_at)
         if result.unread is not None and summary["unread"]["source"] is None:
-            summary["unread"]["source"] = "records" if self.path is None else _shown(self.path)
+            summary["unread"]["source"] = (
+                _shown(self.path) if self.path is not None else self.source_label or "records"
+            )
         for message in result.tally.warnings.messages():
             self.log.warning("%s", message)
         self.log.info("%s", summary_line(summary))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -293,3 +294,72 @@ def test_a_failed_runs_checkpoint_is_removed_when_no_retry_is_left(  # noqa: PLR
     else:
         key = checkpoint_key(dag_id, dag_run.run_id, "upload", -1)
         assert Variable.get(key, default_var=None) is None
+
+
+class VersionedKlar(ScriptedKlar):
+    """The scripted Klar, keeping the ``updatedAt`` of each stored order; answers take a random 0-40 ms
+    before storing, so concurrent requests store in any order (as a real API may)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored: dict[str, int] = {}
+        self.rng = random.Random(9)
+
+    def answer(self, auth: str | None, records: list[dict[str, Any]]) -> int:
+        with self.lock:
+            delay = self.rng.uniform(0, 0.04)
+        threading.Event().wait(delay)  # only shapes the order in which requests store
+        code = super().answer(auth, records)
+        if code == 201:
+            with self.lock:
+                self.stored.update((r["id"], r["updatedAt"]) for r in records)
+        return code
+
+
+@pytest.fixture
+def versioned_klar(monkeypatch: pytest.MonkeyPatch) -> Iterator[VersionedKlar]:
+    server = VersionedKlar()
+    server.thread.start()
+    monkeypatch.setenv("AIRFLOW_CONN_KLAR_DEFAULT", server.connection)
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+
+
+def test_a_try_that_fails_with_batches_in_flight_resumes_and_klar_ends_with_the_newest_versions(
+    store_dag: Callable[[Any], None],
+    versioned_klar: VersionedKlar,
+    airflow_db: Path,
+    tmp_path: Path,
+) -> None:
+    from airflow_provider_klar.operators.klar import KlarUploadOperator
+
+    records = versioned_orders(1500, seed=21)
+    source = write_jsonl(tmp_path / "changes.jsonl", records)
+    # The first try's 12th request is refused (401, fatal) while others are in flight; the retry resumes.
+    versioned_klar.fail = lambda n: 401 if n == 12 else None
+
+    def build() -> None:
+        KlarUploadOperator(
+            task_id="upload",
+            path=str(source),
+            batch_size=100,
+            max_concurrency=4,
+            checkpoint=str(tmp_path / "checkpoints"),
+            retries=1,
+            retry_delay=timedelta(0),
+        )
+
+    dag_run = run_dag("klar_e2e_newest_after_resume", build, store_dag)
+
+    assert dag_run.state == "success"
+    assert task_instances(dag_run, "upload")[0].try_number == 2
+    assert 401 in versioned_klar.answers
+    newest = {r["id"]: r["updatedAt"] for r in records}
+    assert versioned_klar.stored == newest
+    summary = summary_of(dag_run)
+    assert summary["resumed_records"] > 0
+    assert summary["records"] == len(records)
+    assert summary["accepted"] + summary["superseded"] == summary["records"]
