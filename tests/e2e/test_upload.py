@@ -48,17 +48,13 @@ def task_instances(dag_run: Any, task_id: str) -> list[Any]:
     )
 
 
-def summary_of(ti: Any) -> dict[str, Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
+def _xcom(ti: Any, key: str) -> Any:
+    """What a task instance pushed under ``key`` (read the same way on Airflow 2.11 and 3)."""
+    return ti.xcom_pull(task_ids=ti.task_id, key=key, map_indexes=ti.map_index)
 
-    with create_session() as session:
-        value = session.scalar(
-            XComModel.get_many(
-                run_id=ti.run_id, key="return_value", task_ids=ti.task_id, dag_ids=ti.dag_id,
-                map_indexes=ti.map_index,
-            ).with_only_columns(XComModel.value)
-        )  # fmt: skip
+
+def summary_of(ti: Any) -> dict[str, Any]:
+    value = _xcom(ti, "return_value")
     while isinstance(value, str):
         value = json.loads(value)
     assert isinstance(value, dict), value
@@ -67,16 +63,7 @@ def summary_of(ti: Any) -> dict[str, Any]:
 
 def link_of(ti: Any) -> Any:
     """The URL of the "Klar" extra link, as the worker stored it for the UI."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        value = session.scalar(
-            XComModel.get_many(
-                run_id=ti.run_id, key="_link_KlarLink", task_ids=ti.task_id, dag_ids=ti.dag_id,
-                map_indexes=ti.map_index,
-            ).with_only_columns(XComModel.value)
-        )  # fmt: skip
+    value = _xcom(ti, "_link_KlarLink")
     try:
         return json.loads(value)
     except (TypeError, ValueError):
@@ -86,18 +73,24 @@ def link_of(ti: Any) -> Any:
 def stored_text(dag_id: str) -> str:
     """Everything Airflow stored for a DAG's runs: XComs and rendered template fields, as text."""
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    try:
+        from airflow.models.xcom import XComModel as XCom  # Airflow 3
+    except ImportError:
+        from airflow.models.xcom import XCom  # type: ignore[attr-defined,no-redef]
+
     with create_session() as session:
-        xcoms = session.scalars(select(XComModel.value).where(XComModel.dag_id == dag_id)).all()
+        xcoms = session.scalars(select(XCom.value).where(XCom.dag_id == dag_id)).all()
         rendered = session.scalars(
             select(RenderedTaskInstanceFields.rendered_fields).where(
                 RenderedTaskInstanceFields.dag_id == dag_id
             )
         ).all()
-    return json.dumps([xcoms, rendered], default=str)
+    # Airflow 2 stores XCom values as serialized bytes.
+    texts = [x.decode() if isinstance(x, bytes) else x for x in xcoms]
+    return json.dumps([texts, rendered], default=str)
 
 
 def write_jsonl(path: Path, records: list[Any]) -> Path:

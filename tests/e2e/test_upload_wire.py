@@ -14,41 +14,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.e2e._wire_klar import TOKEN, Storm, WireKlar, running
-from tests.e2e.test_upload import run_dag, task_instances, write_jsonl
+from tests.e2e.test_upload import run_dag, stored_text, summary_of, task_instances, write_jsonl
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox import SandboxServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
-
-
-def summary_of(ti: Any) -> dict[str, Any]:
-    """The upload summary the task pushed to XCom (read the same way on Airflow 2 and 3)."""
-    value = ti.xcom_pull(task_ids=ti.task_id)
-    value = json.loads(value) if isinstance(value, str) else value
-    assert isinstance(value, dict), value
-    return value
-
-
-def stored_text(dag_id: str) -> str:
-    """Everything Airflow stored for a DAG's runs: XComs and rendered template fields, as text."""
-    from airflow.models.renderedtifields import RenderedTaskInstanceFields
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    try:
-        from airflow.models.xcom import XComModel as XCom  # Airflow 3
-    except ImportError:
-        from airflow.models.xcom import XCom  # type: ignore[attr-defined,no-redef]
-
-    with create_session() as session:
-        xcoms = session.scalars(select(XCom.value).where(XCom.dag_id == dag_id)).all()
-        rendered = session.scalars(
-            select(RenderedTaskInstanceFields.rendered_fields).where(
-                RenderedTaskInstanceFields.dag_id == dag_id
-            )
-        ).all()
-    return json.dumps([[x.decode() if isinstance(x, bytes) else x for x in xcoms], rendered], default=str)
 
 
 def transaction_costs(n: int) -> list[dict[str, Any]]:
