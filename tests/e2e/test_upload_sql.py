@@ -292,3 +292,22 @@ def test_both_postgres_drivers_stream_through_a_server_side_cursor(
     rest = list(source)
     assert len(rest) == 2499
     assert rest[-1].line == 2500
+
+
+def test_a_query_failing_midway_names_how_far_it_got(postgres: PostgresServer) -> None:
+    """PostgreSQL computes rows as they are fetched: a division by zero in row 1500 surfaces in the second
+    fetch, after the first 1000 rows were handed over."""
+    from airflow_provider_klar.exceptions import KlarSourceError
+    from airflow_provider_klar.upload._sql import SqlSource
+
+    # (No ORDER BY: a sort would compute every row, and fail, before the first one is returned.)
+    sql = "SELECT json_build_object('id', 'R-' || g, 'x', 1 / (g - 1500)) FROM generate_series(1, 3000) g"
+    source = SqlSource(sql, "unused", hook=_PsycopgHook(postgres), fetch_rows=1000)
+    read: list[Any] = []
+    with closing(source), pytest.raises(KlarSourceError) as failure:
+        read.extend(source)  # (extend keeps what came before the error)
+    assert len(read) == 1000
+    assert "after row 1000; the rows after it were not read: DivisionByZero: division by zero" in str(
+        failure.value
+    )
+    assert (failure.value.position, failure.value.source) == (1000, source.source)
