@@ -56,6 +56,7 @@ def get_provider_info() -> dict[str, Any]:
                         "password": "Klar: Store Settings > Data Sources > Klar Api > Access Token",
                         "default_api_version": "e.g. 07.2025 (empty: each resource's newest known version)",
                         "timeout": "120",
+                        "email_hash_secret": "The salt Klar issued (only for hash_emails=True)",
                         "extra": '{"api_version": {"orders": "07.2025", "refunds": "12.2022"}}',
                     },
                 },
@@ -74,6 +75,16 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Read timeout (seconds)",
                         "description": "How long to wait for Klar's answer to one request (default 120).",
                         "schema": {"type": ["number", "null"], "minimum": 1},
+                    },
+                    # A secret: the form masks it, and Airflow hides Extra keys naming "secret".
+                    "email_hash_secret": {
+                        "label": "E-mail hash salt",
+                        "description": (
+                            "The salt Klar issued for customer.emailHash; "
+                            "KlarUploadOperator(hash_emails=True) hashes customer e-mail addresses "
+                            "with it and sends no address."
+                        ),
+                        "schema": {"type": ["string", "null"], "format": "password"},
                     },
                 },
             }

@@ -178,11 +178,12 @@ class KlarHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Return the form fields for ``extra.default_api_version`` and ``extra.timeout`` (Airflow < 3.2)."""
+        """Return the form fields for ``extra.default_api_version``, ``extra.timeout`` and
+        ``extra.email_hash_secret`` (Airflow < 3.2)."""
         # Imported here: the web server has these packages, workers and the triggerer may not.
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
         from flask_babel import lazy_gettext
-        from wtforms import IntegerField, StringField
+        from wtforms import IntegerField, PasswordField, StringField
         from wtforms.validators import NumberRange, Optional, Regexp
 
         return {
@@ -196,6 +197,12 @@ class KlarHook(BaseHook):
                 lazy_gettext("Read timeout (seconds)"),
                 widget=BS3TextFieldWidget(),
                 validators=[Optional(), NumberRange(min=1)],
+            ),
+            # Masked like the token; used by KlarUploadOperator(hash_emails=True), see privacy.py.
+            "email_hash_secret": PasswordField(
+                lazy_gettext("E-mail hash salt"),
+                widget=BS3PasswordFieldWidget(),
+                description="The salt Klar issued for customer.emailHash (for hash_emails=True).",
             ),
         }
 

@@ -133,6 +133,10 @@ class KlarUploadOperator(BaseOperator):
     :param transform: A function applied to every source record before validation (e.g. an export's
         snake_case columns to Klar's camelCase fields); it returns the record to send, a dict. An
         exception in it rejects that record with its message; the others go on.
+    :param hash_emails: Send each order's ``customer.emailHash`` (hex SHA-1 of the salt Klar issued
+        followed by the trimmed, lower-cased address) instead of ``customer.email``, which is dropped.
+        The salt comes from the ``klar`` connection's **E-mail hash salt** field; applied after
+        ``transform`` and before validation, to any source. Orders only.
     :param mode: ``upload`` (store) or ``validate`` (Klar checks, stores nothing; not for
         ``transaction-costs``, which has no validate endpoint).
     :param batch_size: Most records per request, 1 to 1000.
@@ -188,6 +192,7 @@ class KlarUploadOperator(BaseOperator):
         sql: str | None = None,
         sql_conn_id: str | None = None,
         transform: Callable[[Any], Any] | None = None,
+        hash_emails: bool = False,
         mode: str = "upload",
         batch_size: int = 1000,
         max_concurrency: int = 4,
@@ -226,6 +231,10 @@ class KlarUploadOperator(BaseOperator):
             raise KlarConfigurationError(str(err)) from None
         if not _templated(resource):
             _check_resource(resource, upload_mode)
+            if hash_emails and resource != "orders":
+                raise KlarConfigurationError(
+                    f"hash_emails=True hashes customer.email, which only orders have, not {resource}."
+                )
         if checkpoint is False:
             checkpoint = None
         if upload_mode is UploadMode.UPLOAD and "outlets" not in kwargs and not _templated(resource):
@@ -237,6 +246,7 @@ class KlarUploadOperator(BaseOperator):
         self.sql = sql
         self.sql_conn_id = sql_conn_id
         self.transform = transform
+        self.hash_emails = hash_emails
         # The .sql file's name names the query in messages (Airflow replaces sql by its text).
         self._sql_name = os.path.basename(sql) if isinstance(sql, str) and sql.endswith(".sql") else None
         self.mode = upload_mode.value
@@ -428,17 +438,34 @@ class KlarUploadOperator(BaseOperator):
         """Return the records to send, their count when known, the checkpoint's source key, and whether
         positions mean the same records on a retried try."""
         source, total, key, resumable = self._read_source(resource, api_version)
-        if self.transform is None:
+        if self.transform is None and not self.hash_emails:
             return source, total, key, resumable
-        from airflow_provider_klar.upload.transform import apply_transform
-
         if self.validation_workers > 1:
             self.log.info(
-                "validation_workers=%d is not used with transform=: records are transformed and "
-                "validated in the task's process.",
+                "validation_workers=%d is not used with transform= or hash_emails=: records are "
+                "changed and validated in the task's process.",
                 self.validation_workers,
             )
-        return apply_transform(iter(source), self.transform), total, key, resumable
+        if self.transform is not None:
+            from airflow_provider_klar.upload.transform import apply_transform
+
+            source = apply_transform(iter(source), self.transform)
+        if self.hash_emails:
+            source = self._hashed_emails(iter(source), resource)
+        return source, total, key, resumable
+
+    def _hashed_emails(self, source: Any, resource: str) -> Any:
+        """Wrap ``source`` so that orders carry ``customer.emailHash`` instead of ``customer.email``."""
+        from airflow_provider_klar.privacy import HashedEmails, salt_from_connection
+
+        if resource != "orders":  # (a templated resource, checked now that it is rendered)
+            raise KlarConfigurationError(
+                f"hash_emails=True hashes customer.email, which only orders have, not {resource}."
+            )
+        hook = self._hook
+        conn = hook.get_connection(self.klar_conn_id) if hook is not None else None
+        self.log.info("Sending customer.emailHash instead of customer.email (hash_emails=True).")
+        return HashedEmails(source, salt_from_connection(conn))
 
     def _read_source(self, resource: str, api_version: str) -> tuple[Iterable[Any], int | None, str, bool]:
         from airflow_provider_klar.upload.sources import iter_path, iter_records

@@ -96,11 +96,23 @@ def test_airflow2_widgets_cover_the_declared_conn_fields(monkeypatch: pytest.Mon
         import wtforms  # noqa: F401
     except ImportError:
         _fake_module(monkeypatch, "flask_appbuilder")
-        _fake_module(monkeypatch, "flask_appbuilder.fieldwidgets", BS3TextFieldWidget=lambda: "widget")
+        _fake_module(
+            monkeypatch,
+            "flask_appbuilder.fieldwidgets",
+            BS3TextFieldWidget=lambda: "widget",
+            BS3PasswordFieldWidget=lambda: "password widget",
+        )
         _fake_module(monkeypatch, "flask_babel", lazy_gettext=str)
         string_field = type("StringField", (_Field,), {})
         integer_field = type("IntegerField", (_Field,), {})
-        _fake_module(monkeypatch, "wtforms", StringField=string_field, IntegerField=integer_field)
+        password_field = type("PasswordField", (_Field,), {})
+        _fake_module(
+            monkeypatch,
+            "wtforms",
+            StringField=string_field,
+            IntegerField=integer_field,
+            PasswordField=password_field,
+        )
         _fake_module(
             monkeypatch,
             "wtforms.validators",
@@ -109,9 +121,13 @@ def test_airflow2_widgets_cover_the_declared_conn_fields(monkeypatch: pytest.Mon
             Regexp=lambda *a, **kw: ("Regexp", a),
         )
     widgets = KlarHook.get_connection_form_widgets()
-    assert set(widgets) == set(_klar_connection_type()["conn-fields"]) == {"default_api_version", "timeout"}
+    fields = _klar_connection_type()["conn-fields"]
+    assert set(widgets) == set(fields) == {"default_api_version", "timeout", "email_hash_secret"}
     assert _field_class(widgets["default_api_version"]) == "StringField"
     assert _field_class(widgets["timeout"]) == "IntegerField"
+    # The salt is a secret: masked in both forms, and named so that Airflow hides it in Extra.
+    assert _field_class(widgets["email_hash_secret"]) == "PasswordField"
+    assert fields["email_hash_secret"]["schema"]["format"] == "password"
 
 
 def test_airflows_providers_manager_sees_the_package_and_the_klar_connection() -> None:
