@@ -22,18 +22,29 @@ SHAPES = {"array": "a bare JSON array", "items": 'an object {"items": [...]}'}
 
 
 def other_envelope(envelope: str) -> str:
-    """Return the envelope that is not ``envelope``."""
+    """Return the envelope that is not ``envelope``.
+
+    :param envelope: ``"array"`` or ``"items"``.
+    """
     return "items" if envelope == "array" else "array"
 
 
 def body(parts: Sequence[bytes], envelope: str) -> bytes:
-    """Return the request body of the encoded records ``parts`` in ``envelope``."""
+    """Return the request body of the encoded records ``parts`` in ``envelope``.
+
+    :param parts: One JSON document per record.
+    :param envelope: ``"array"`` or ``"items"``.
+    """
     array = b"[" + b",".join(parts) + b"]"
     return array if envelope == "array" else b'{"items":' + array + b"}"
 
 
 def body_size(parts: Sequence[bytes], envelope: str) -> int:
-    """Return ``len(body(parts, envelope))`` without building the body."""
+    """Return ``len(body(parts, envelope))`` without building the body.
+
+    :param parts: One JSON document per record.
+    :param envelope: ``"array"`` or ``"items"``.
+    """
     overhead = 2 if envelope == "array" else len(b'{"items":[]}')
     return overhead + sum(len(p) for p in parts) + max(len(parts) - 1, 0)
 
@@ -42,6 +53,10 @@ def cut(parts: Sequence[bytes], envelope: str, cap: int | None) -> list[tuple[in
     """Cut ``parts`` into consecutive ``(start, end)`` runs whose bodies stay within ``cap`` bytes.
 
     A record that alone passes the cap gets a run of its own (Klar decides about it). In source order.
+
+    :param parts: One JSON document per record.
+    :param envelope: ``"array"`` or ``"items"``.
+    :param cap: The largest body to send, or ``None`` for no cap.
     """
     if cap is None or body_size(parts, envelope) <= cap:
         return [(0, len(parts))]
@@ -81,7 +96,15 @@ def merge(results: Sequence[tuple[int, KlarBatchResult]], first: KlarBatchResult
 def too_large(
     row: KlarResource, *, version: str, mode: str, record_id: str | None, size: int, said: str
 ) -> KlarBatchResult:
-    """The result of one record that Klar refused with 413 even alone: rejected, with the reason."""
+    """The result of one record that Klar refused with 413 even alone: rejected, with the reason.
+
+    :param row: The resource.
+    :param version: The API version sent to.
+    :param mode: ``upload`` or ``validate``.
+    :param record_id: The record's id.
+    :param size: The size of the refused body.
+    :param said: What Klar said (scrubbed, shortened).
+    """
     reason = FieldError(
         "",
         f"Klar refused this record alone as too large (HTTP 413, a {size:,}-byte request body). Klar "
@@ -125,7 +148,11 @@ class WireState:
     def confirm(self, row: KlarResource, mode: str, envelope: str, *, switched: bool, conn_id: str) -> None:
         """Record that Klar understood ``envelope``: it is used, without fallback, for the rest of the run.
 
+        :param row: The resource.
+        :param mode: ``upload`` or ``validate``.
+        :param envelope: The envelope Klar understood.
         :param switched: Whether it is the fallback (then one warning says so and how to pin it).
+        :param conn_id: The connection to pin it in, for the warning.
         """
         key = (row.name, mode)
         with self._lock:
@@ -150,7 +177,9 @@ class WireState:
     def lower_cap(self, refused_size: int, new_cap: int) -> int:
         """Keep later bodies at or under ``new_cap`` bytes after Klar refused ``refused_size`` with 413.
 
-        :return: The cap now in force.
+        :param refused_size: The size of the body Klar refused.
+        :param new_cap: The size to keep to from now on (the larger half of the refused body).
+        :return: The cap now in force (a lower one learned meanwhile stays).
         """
         with self._lock:
             if self.byte_cap is not None and self.byte_cap <= new_cap:
