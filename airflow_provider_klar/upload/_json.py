@@ -192,8 +192,13 @@ def stream_error(source: str, number: int, position: int, exc: BaseException) ->
     return source_error(source, f"after line {number}", _broken(exc), position=position, line=number + 1)
 
 
+#: The longest malformed line kept whole for the rejected file (characters): enough for any real record,
+#: so that the file can be fixed and sent again; a longer line is cut (and stays malformed).
+RAW_LIMIT = 1_000_000
+
+
 def _raw(line: bytes) -> str:
-    return cut(line.decode("utf-8", "replace").rstrip("\r\n"))
+    return cut(line.decode("utf-8", "replace").rstrip("\r\n"), RAW_LIMIT)
 
 
 def _first_significant(stream: IO[bytes]) -> tuple[bytes, int | None]:

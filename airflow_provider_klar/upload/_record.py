@@ -22,7 +22,8 @@ class SourceRecord:
         when malformed.
     :param error: Why the line could not be read, starting with where it is
         (``"line 17: invalid JSON: Expecting ',' delimiter at column 35"``); ``None`` when fine.
-    :param raw: For a malformed line, its text (cut to 10,000 characters) for the rejected file. For a
+    :param raw: For a malformed line, its text for the rejected file (a JSON Lines line whole up to
+        1,000,000 characters, other texts cut to 10,000). For a
         record read from a JSON Lines file, the line's bytes as read (byte order mark removed): the
         upload sends them unchanged when validation proves ``record`` is exactly what Klar gets.
     """

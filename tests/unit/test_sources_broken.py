@@ -288,3 +288,10 @@ def test_csv_lines_may_end_in_a_lone_carriage_return(tmp_path: Path, end: bytes)
     assert items[2].error is not None
     assert items[2].error.startswith("line 5: byte 0xFF at byte 10 ")
     assert items[3].record == {"orderId": "O-4", "lineItemId": "L-4", "productCogs": 4}
+
+
+def test_a_long_malformed_json_line_is_kept_whole_for_the_rejected_file(tmp_path: Path) -> None:
+    line = '{"id": "A", "note": "' + "x" * 50_000 + '",, }'
+    path = write(tmp_path / "o.jsonl", line.encode() + b"\n")
+    [item] = iter_path(path)
+    assert item.raw == line
