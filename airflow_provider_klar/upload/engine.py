@@ -312,7 +312,9 @@ class UploadEngine:
 
             # Worker processes run the same per-record step on chunks of lines, in source order.
             # The workers are not forks of this process: they build the step from a picklable recipe.
-            recipe = functools.partial(make_preparer, self.validator, s.id_field, max_raw=longest)
+            recipe = functools.partial(
+                make_preparer, self.validator, s.id_field, max_raw=longest, key_fields=s.key_fields
+            )
             reader = open_parallel(
                 source, s.validation_workers, recipe, self.confirmed.to_list(), stop=self.stop, log=self.log
             )

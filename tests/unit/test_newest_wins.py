@@ -256,3 +256,39 @@ def test_a_resumed_try_never_sends_a_version_older_than_one_already_confirmed() 
     assert not second.overlaps
     assert result.tally.records == len(records)
     assert result.resumed_records == len(done)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cogs_keys_are_the_same_with_validation_workers(tmp_path: Any, workers: int) -> None:
+    from airflow_provider_klar.upload.sources import iter_path
+
+    rows = [
+        {"orderId": f"O-{n // 3}", "lineItemId": f"L-{n % 2}", "productCogs": float(n)} for n in range(60)
+    ]
+    path = tmp_path / "cogs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sent: list[list[bytes]] = []
+
+    class Cogs:
+        def upload(self, resource: str, records: Any, *, encoded: Any = None) -> KlarBatchResult:
+            sent.append(list(encoded))
+            outcomes = tuple(RecordOutcome(n, None, OutcomeState.ACCEPTED, ()) for n in range(len(encoded)))
+            return KlarBatchResult(resource, "12.2022", "upload", 201, outcomes)
+
+        validate = upload
+
+    settings = EngineSettings(
+        resource="cogs",
+        api_version="12.2022",
+        id_field="orderId",
+        key_fields=("orderId", "lineItemId", "sku"),
+        batch_size=1000,
+        validation_workers=workers,
+    )
+    engine = UploadEngine(settings, Cogs(), validator=RecordValidator("cogs", "12.2022"))
+    result = engine.run(iter_path(str(path), resource="cogs"))
+    newest = {(r["orderId"], r["lineItemId"]): r["productCogs"] for r in rows}
+    got = {(r["orderId"], r["lineItemId"]): r["productCogs"] for r in map(json.loads, sent[0])}
+    assert got == newest
+    assert len(sent[0]) == len(newest)
+    assert result.tally.superseded == len(rows) - len(newest)
