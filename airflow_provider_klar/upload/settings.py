@@ -139,7 +139,8 @@ class EngineResult:
     :param finished_at: When it finished (UTC).
     :param seconds: This try's duration in seconds.
     :param unread: Set when reading the source failed part way: what was read was sent and accounted
-        for, the rest was not read. The caller must fail the task (see :class:`Unread`).
+        for, the rest was not read (see :class:`Unread`). ``UploadEngine.run`` then raised
+        ``KlarSourceError`` and this result is its ``result`` attribute.
     :param held_back: Batches this try held back until an earlier unanswered batch that carried one of
         their keys was answered.
     """
