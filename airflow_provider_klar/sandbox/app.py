@@ -183,7 +183,7 @@ def _klar_route(
         )
         entry = request.scope.get("state", {}).get("klar_log")
         if entry is not None:
-            sandbox.update_request(entry, records=n)
+            sandbox.update_request(entry, records=n, bytes=len(body))
         return _to_response(answer)
 
     return endpoint

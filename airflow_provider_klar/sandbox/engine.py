@@ -271,7 +271,8 @@ class Sandbox:
         """Return the request log, oldest first: POSTs only unless ``include_get``.
 
         A request is in the log from the moment it arrives. Each entry: ``time``, ``method``, ``path``,
-        ``query`` (dict), ``records`` (objects in the body, or ``None`` when not parsed), ``status``
+        ``query`` (dict), ``records`` (objects in the body, or ``None`` when not parsed), ``bytes``
+        (the body's size, for POSTs to ``/json`` and ``/validate``), ``status``
         (``None`` for a dropped connection), ``fault`` (the knob that fired, or ``None``),
         ``duration_ms``, and ``state``: ``received`` (not answered yet), ``answered``, ``dropped``
         (connection closed without an answer) or ``failed`` (no answer could be sent). Every field is
@@ -346,6 +347,7 @@ def log_entry(method: str, path: str, query: Mapping[str, str]) -> dict[str, Any
         "path": path,
         "query": dict(query),
         "records": None,
+        "bytes": None,
         "status": None,
         "fault": None,
         "duration_ms": None,

@@ -81,7 +81,8 @@ def test_a_body_size_limit_splits_batches_and_every_order_arrives(
     orders = list(fake_orders(300))
     largest = max(len(json.dumps(o, separators=(",", ":"))) for o in orders)
     # Room for about ten orders per request, while the task sends batches of 100.
-    klar_sandbox.set_faults(max_body_bytes=10 * largest)
+    limit = 10 * largest
+    klar_sandbox.set_faults(max_body_bytes=limit)
     source = write_jsonl(tmp_path / "orders.jsonl", orders)
 
     def build() -> None:
@@ -95,9 +96,12 @@ def test_a_body_size_limit_splits_batches_and_every_order_arrives(
     assert klar_sandbox.count("orders") == 300
     for order in orders[::37]:
         assert klar_sandbox.get("orders", order["id"]) == order
-    statuses = [r["status"] for r in klar_sandbox.requests()]
+    log = klar_sandbox.requests()
+    statuses = [r["status"] for r in log]
     assert 413 in statuses, "the limit was never hit: the test proves nothing"
     assert set(statuses) == {201, 413}
+    assert all(r["bytes"] <= limit for r in log if r["status"] == 201)
+    assert all(r["bytes"] > limit for r in log if r["status"] == 413)
     assert "too large (HTTP 413)" in capfd.readouterr().out
 
 

@@ -213,6 +213,7 @@ def test_an_answered_request_is_complete_in_the_log(http: httpx.Client, klar_san
         response = http.post("/07.2025/orders/json", json=list(fake_orders(2, start=2 * n)))
         entry = klar_sandbox.requests()[-1]
         assert (entry["status"], entry["records"], entry["state"]) == (response.status_code, 2, "answered")
+        assert entry["bytes"] == len(response.request.content)
         assert entry["duration_ms"] is not None
 
 

@@ -159,10 +159,64 @@ def test_bad_knobs_are_refused() -> None:
 
 
 def test_reset_turns_everything_off() -> None:
-    injector = FaultInjector(latency_ms=50, fail_rate=1, fail_next=[500], rate_limit=1)
+    injector = FaultInjector(
+        latency_ms=50,
+        latency_jitter_ms=20,
+        fail_rate=1,
+        fail_next=[500],
+        rate_limit=1,
+        envelope="array",
+        max_body_bytes=10,
+        echo_auth=True,
+    )
     injector.reset()
     snap = injector.snapshot()
-    assert snap["latency_ms"] == 0
+    assert snap["latency_ms"] == snap["latency_jitter_ms"] == 0
     assert snap["fail_next"] == []
     assert snap["rate_limit"] is None
+    assert snap["envelope"] == {"cogs": "items", "logistics-costs": "items", "transaction-costs": "items"}
+    assert (snap["max_body_bytes"], snap["echo_auth"]) == (None, False)
     assert injector.decide() is None
+    assert injector.delay() == 0
+
+
+def test_jitter_draws_seeded_delays_within_the_range() -> None:
+    injector = FaultInjector(latency_ms=10, latency_jitter_ms=40, seed=3)
+    delays = [injector.delay() for _ in range(200)]
+    assert all(0.010 <= d <= 0.050 for d in delays)
+    assert len(set(delays)) > 150  # drawn, not constant
+    again = FaultInjector(latency_ms=10, latency_jitter_ms=40, seed=3)
+    assert [again.delay() for _ in range(200)] == delays
+    assert FaultInjector(latency_ms=10).delay() == 0.010
+
+
+def test_envelope_switch_per_resource_and_for_all() -> None:
+    injector = FaultInjector(envelope={"cogs": "array"})
+    assert [injector.envelope(r) for r in ("cogs", "logistics-costs", "orders")] == [
+        "array",
+        "items",
+        "array",
+    ]
+    injector.set(envelope="array")
+    assert injector.envelope("transaction-costs") == "array"
+    injector.set(envelope=None)
+    assert injector.envelope("cogs") == "items"
+    with pytest.raises(ValueError, match="cannot be switched for 'refunds'"):
+        injector.set(envelope={"refunds": "items"})
+    with pytest.raises(ValueError, match="must be 'array', 'items' or a mapping"):
+        injector.set(envelope=["array"])
+
+
+@pytest.mark.parametrize(
+    ("knobs", "needle"),
+    [
+        ({"max_body_bytes": -1}, "0 or more"),
+        ({"latency_jitter_ms": -5}, "0 or more"),
+        ({"echo_auth": "perhaps"}, "true or false"),
+    ],
+)
+def test_bad_switches_are_refused(knobs: dict[str, object], needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        FaultInjector(**knobs)
+    assert FaultInjector(echo_auth="yes").echo_auth is True
+    assert FaultInjector(max_body_bytes=0).max_body_bytes is None
