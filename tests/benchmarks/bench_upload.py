@@ -1,35 +1,41 @@
-"""Upload throughput, client CPU and peak memory: the upload engine against what users write today.
+"""Upload throughput, client CPU and peak memory: the upload engine beside what users write instead.
 
-A JSON Lines file of realistic orders (``fake_orders``, about 3 KB each) goes to a local server that
-waits 50 ms per request (``_slow_server.py``, its own process). Each scenario runs in a fresh child
-process so that its peak RSS (``ru_maxrss``) and CPU seconds (``getrusage``) are its own:
+Fake records (``airflow_provider_klar.sandbox.fake_data``: Magento-like orders of 2 to 3 KB, and flat
+transaction costs) go to a local server that waits 50 ms per request and parses nothing
+(``_slow_server.py``, its own process). Each scenario runs in a fresh child process so that its peak RSS
+(``ru_maxrss``) and CPU seconds (``getrusage``, its own plus its ended children's) are its own:
 
-- ``baseline``: ``json.load`` of the whole file (a JSON array), chunks of 1000, ``requests.post`` one
-  after another: the script a user writes today.
-- ``engine``: the operator's upload engine (streaming reader, local validation, batches of 1000,
-  ``max_concurrency=4``) through ``KlarHook``.
-- ``engine-2proc``: the engine with ``validation_workers=2``: two worker processes (started by
-  multiprocessing's forkserver, which the child stops at the end so that its CPU and its workers' count
-  in ``RUSAGE_CHILDREN``) parse, validate and encode chunks of lines. Its CPU and wall time include the
-  forkserver's start (once per process).
-- ``engine-no-val``: the same with ``validate_locally=False``, to tell validation from the rest.
-- ``bare-validate``: ``Order.model_validate(json.loads(line))`` for every line and nothing else: bare
-  pydantic validation as users write it (parse, then validate). The CPU target (<= 1.5x) is measured
-  against this one.
-- ``bare-validate-json``: ``Order.model_validate_json(line)`` for every line: pydantic's own fastest way
-  from JSON bytes to a validated model (parsing and validation in one Rust pass). Its ratio is printed
-  too, as the stricter floor; no upload that must also report unknown fields and pitfalls reaches it.
+- ``naive``: ``json.load`` of the whole file (a JSON array), chunks of 1000, ``requests.post`` one
+  after another.
+- ``script``: the 20-line script: stream the lines, join 1000 raw lines into a body, ``httpx`` in 4
+  threads, no checks at all.
+- ``floor``: ``Order.model_validate_json(line)`` for every line and nothing else: pydantic's own floor
+  (parsing and validation in one Rust pass). The CPU target is measured against it.
+- ``engine``: the operator's upload engine with the operator's defaults (JSON Lines, local validation,
+  pitfall warnings and unknown-field reports, batches of 1000, ``max_concurrency=4``) through ``KlarHook``.
+- ``engine-no-val``: the same with ``validate_locally=False``.
+- ``engine-2proc``: the same with ``validation_workers=2`` (workers' CPU included: the child stops the
+  forkserver before reading ``RUSAGE_CHILDREN``).
+- ``engine-list``, ``engine-array``: the same orders from a list of dicts (as ``records=`` hands over an
+  XCom; the list is built before the clock starts, so its memory counts in the peak RSS) and from one
+  JSON array file.
+- ``floor-costs``, ``engine-costs``, ``engine-csv``: flat transaction costs: pydantic's floor, the engine
+  on JSON Lines and the engine on a CSV file of the same records.
 
-Every scenario reads the same records (``fake_orders(n, seed=7)``, written once as JSON Lines and once
-as a JSON array with the same ``json.dumps`` text per record).
+Sizes: every scenario runs at the main size (200,000; ``KLAR_BENCH_RECORDS`` or ``--records``); the
+engine alone also runs at the memory sizes (20,000; add 1,000,000 with ``KLAR_BENCH_1M=1`` or
+``--million``; ``KLAR_BENCH_MEMORY_RECORDS`` or ``--memory-records`` to change them) for the growth of its
+peak RSS.
 
-Run: ``make bench`` (all benchmarks) or ``python -m tests.benchmarks.bench_upload [--quick]``.
-Prints a table and the ratios against the targets; asserts nothing about timing.
+Run: ``make bench`` (all benchmarks) or ``python -m tests.benchmarks bench_upload``. Prints a table and
+the ratios against the targets of issue 11; asserts nothing about timing. On a machine shared with
+other work the absolute figures are noisy: the ratios within one run are what count.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import resource
@@ -37,15 +43,36 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 TOKEN = "bench-token"
-FULL_SIZES = (20_000, 200_000)
-QUICK_SIZES = (20_000,)
+MAIN_SIZE = 200_000
+MEMORY_SIZES = (20_000,)
+MILLION = 1_000_000
 DELAY_MS = 50.0
+COSTS = "transaction-costs"
+
+#: The targets of issue 11: (ratio key, label, comparison, bound).
+TARGETS = (
+    ("cpu_engine_vs_floor", "client CPU per record, engine / floor", "<=", 1.5),
+    ("throughput_engine_vs_naive", "throughput, engine / naive", ">=", 4.0),
+    ("throughput_no_val_vs_script", "throughput, engine-no-val / script", ">=", 0.5),
+    ("engine_rss_growth_mb", "peak RSS growth of the engine", "<", 100.0),
+)
+
+#: Further ratios, printed for information: (ratio key, label).
+INFO = (
+    ("cpu_2proc_vs_floor", "client CPU per record, engine-2proc / floor"),
+    ("throughput_2proc_vs_naive", "throughput, engine-2proc / naive"),
+    ("cpu_list_vs_floor", "client CPU per record, engine-list / floor"),
+    ("cpu_array_vs_floor", "client CPU per record, engine-array / floor"),
+    ("cpu_costs_vs_floor", "client CPU per record, engine-costs / floor-costs"),
+    ("cpu_csv_vs_floor", "client CPU per record, engine-csv / floor-costs"),
+)
 
 
 # -- children: each prints one JSON line with its figures ---------------------------------------------
@@ -67,24 +94,98 @@ def _usage(cpu_before: float, wall_before: float, rss_before: int, records: int)
 
 def _start() -> tuple[float, float, int]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime, time.perf_counter(), usage.ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+    return cpu, time.perf_counter(), usage.ru_maxrss
 
 
-def child_baseline(array_file: str, url: str) -> dict[str, Any]:
-    """What users write today: load everything, post chunks of 1000 one after another."""
+def child_naive(folder: str, url: str) -> dict[str, Any]:
+    """What users write first: load everything, post chunks of 1000 one after another."""
     import requests
 
     cpu, wall, rss = _start()
-    with open(array_file) as handle:
+    with open(Path(folder, "orders.json")) as handle:
         orders = json.load(handle)
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    for i in range(0, len(orders), 1000):
-        answer = requests.post(f"{url}/07.2025/orders/json", json=orders[i : i + 1000], headers=headers)
-        answer.raise_for_status()
+    with requests.Session() as session:
+        for i in range(0, len(orders), 1000):
+            answer = session.post(f"{url}/07.2025/orders/json", json=orders[i : i + 1000], headers=headers)
+            answer.raise_for_status()
     return _usage(cpu, wall, rss, len(orders))
 
 
-def child_engine(jsonl_file: str, url: str, *, validate: bool = True, workers: int = 1) -> dict[str, Any]:
+def child_script(folder: str, url: str) -> dict[str, Any]:
+    """The 20-line script: raw lines joined into bodies, 4 requests in flight, no checks."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import httpx
+
+    cpu, wall, rss = _start()
+    client = httpx.Client(
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        limits=httpx.Limits(max_connections=4),
+    )
+
+    def post(lines: list[bytes]) -> int:
+        client.post(f"{url}/07.2025/orders/json", content=b"[" + b",".join(lines) + b"]").raise_for_status()
+        return len(lines)
+
+    def chunks() -> Iterator[list[bytes]]:
+        with open(Path(folder, "orders.jsonl"), "rb") as handle:
+            chunk: list[bytes] = []
+            for line in handle:
+                chunk.append(line.rstrip(b"\n"))
+                if len(chunk) == 1000:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+
+    count = 0
+    pending: list[Future[int]] = []
+    with ThreadPoolExecutor(4) as pool:
+        for chunk in chunks():
+            pending.append(pool.submit(post, chunk))
+            if len(pending) >= 8:  # a bounded queue, as anyone who ran out of memory once writes it
+                count += pending.pop(0).result()
+        count += sum(f.result() for f in pending)
+    client.close()
+    return _usage(cpu, wall, rss, count)
+
+
+def _floor(path: Path, model: Any) -> dict[str, Any]:
+    cpu, wall, rss = _start()
+    count = 0
+    validate = model.model_validate_json
+    with open(path, "rb") as handle:
+        for line in handle:
+            validate(line)
+            count += 1
+    return _usage(cpu, wall, rss, count)
+
+
+def child_floor(folder: str, url: str) -> dict[str, Any]:
+    """Pydantic's floor: ``Order.model_validate_json`` of each line, nothing else."""
+    from airflow_provider_klar.models import Order
+
+    return _floor(Path(folder, "orders.jsonl"), Order)
+
+
+def child_floor_costs(folder: str, url: str) -> dict[str, Any]:
+    """Pydantic's floor for the flat cost records (``TransactionCosts.model_validate_json``)."""
+    from airflow_provider_klar.models.costs import TransactionCosts
+
+    return _floor(Path(folder, "costs.jsonl"), TransactionCosts)
+
+
+def _engine(
+    url: str,
+    source_of: Callable[[], Any],
+    *,
+    resource_name: str = "orders",
+    validate: bool = True,
+    workers: int = 1,
+) -> dict[str, Any]:
     """The upload engine as the operator runs it: streamed, validated, 4 requests in flight."""
     os.environ["AIRFLOW_CONN_KLAR_DEFAULT"] = json.dumps(
         {"conn_type": "klar", "host": url, "password": TOKEN}
@@ -93,31 +194,32 @@ def child_engine(jsonl_file: str, url: str, *, validate: bool = True, workers: i
 
     from airflow_provider_klar.hooks.klar import KlarHook
     from airflow_provider_klar.models import RecordValidator
+    from airflow_provider_klar.resources import get_resource
     from airflow_provider_klar.upload.engine import EngineSettings, UploadEngine
-    from airflow_provider_klar.upload.sources import iter_path
 
     quiet = logging.getLogger("bench.upload")
     quiet.setLevel(logging.WARNING)
+    row = get_resource(resource_name)
     # Set-up the operator does once per task (connection lookup, client, file listing) is not per record.
     hook = KlarHook()
     hook.get_conn()
-    source = iter_path(jsonl_file, resource="orders")
     settings = EngineSettings(
-        resource="orders",
-        api_version="07.2025",
-        batch_size=1000,
-        max_concurrency=4,
+        resource=row.name,
+        api_version=row.default_version,
+        id_field=row.id_field,
+        key_fields=row.key_fields,
         validation_workers=workers,
     )
-    validator = RecordValidator("orders", "07.2025") if validate else None
+    validator = RecordValidator(row.name, row.default_version) if validate else None
     engine = UploadEngine(settings, hook, validator=validator, log=quiet)
+    source = source_of()
     cpu, wall, rss = _start()
     result = engine.run(source)
     hook.close()
     if workers > 1:
         _stop_forkserver()
     figures = _usage(cpu, wall, rss, result.tally.records)
-    if result.tally.accepted != result.tally.records:
+    if result.tally.accepted != result.tally.records or not result.tally.records:
         raise SystemExit(f"Only {result.tally.accepted} of {result.tally.records} records were accepted.")
     return figures
 
@@ -132,83 +234,126 @@ def _stop_forkserver() -> None:
         stop()
 
 
-def child_bare(jsonl_file: str, url: str) -> dict[str, Any]:
-    """Bare pydantic validation of the same records: parse each line, ``Order.model_validate`` it."""
-    from airflow_provider_klar.models import Order
+def _path_source(path: Path, resource_name: str = "orders") -> Callable[[], Any]:
+    def make() -> Any:
+        from airflow_provider_klar.upload.sources import iter_path
 
-    cpu, wall, rss = _start()
-    count = 0
-    validate = Order.model_validate
-    with open(jsonl_file, "rb") as handle:
-        for line in handle:
-            validate(json.loads(line))
-            count += 1
-    return _usage(cpu, wall, rss, count)
+        return iter_path(str(path), resource=resource_name)
+
+    return make
 
 
-def child_bare_json(jsonl_file: str, url: str) -> dict[str, Any]:
-    """Bare pydantic validation straight from JSON: ``Order.model_validate_json`` of each line."""
-    from airflow_provider_klar.models import Order
-
-    cpu, wall, rss = _start()
-    count = 0
-    validate = Order.model_validate_json
-    with open(jsonl_file, "rb") as handle:
-        for line in handle:
-            validate(line)
-            count += 1
-    return _usage(cpu, wall, rss, count)
+def child_engine(folder: str, url: str) -> dict[str, Any]:
+    """The engine with the operator's defaults on the JSON Lines file."""
+    return _engine(url, _path_source(Path(folder, "orders.jsonl")))
 
 
-def child_engine_2proc(jsonl_file: str, url: str) -> dict[str, Any]:
+def child_engine_no_val(folder: str, url: str) -> dict[str, Any]:
+    """The engine with ``validate_locally=False``: what streaming and concurrency alone cost."""
+    return _engine(url, _path_source(Path(folder, "orders.jsonl")), validate=False)
+
+
+def child_engine_2proc(folder: str, url: str) -> dict[str, Any]:
     """The engine with two validation worker processes (``validation_workers=2``)."""
-    return child_engine(jsonl_file, url, workers=2)
+    return _engine(url, _path_source(Path(folder, "orders.jsonl")), workers=2)
 
 
-def child_engine_unvalidated(jsonl_file: str, url: str) -> dict[str, Any]:
-    """The engine with ``validate_locally=False``: what streaming and concurrency alone achieve."""
-    return child_engine(jsonl_file, url, validate=False)
+def child_engine_list(folder: str, url: str) -> dict[str, Any]:
+    """The engine on a list of dicts, as ``records=`` gets them from an XCom (built before the clock)."""
+
+    def make() -> Any:
+        from airflow_provider_klar.upload.sources import iter_records
+
+        with open(Path(folder, "orders.jsonl"), "rb") as handle:
+            return iter_records([json.loads(line) for line in handle])
+
+    return _engine(url, make)
 
 
-CHILDREN = {
-    "baseline": child_baseline,
+def child_engine_array(folder: str, url: str) -> dict[str, Any]:
+    """The engine on one JSON array file."""
+    return _engine(url, _path_source(Path(folder, "orders.json")))
+
+
+def child_engine_costs(folder: str, url: str) -> dict[str, Any]:
+    """The engine on flat transaction costs in JSON Lines."""
+    return _engine(url, _path_source(Path(folder, "costs.jsonl"), COSTS), resource_name=COSTS)
+
+
+def child_engine_csv(folder: str, url: str) -> dict[str, Any]:
+    """The engine on the same transaction costs in a CSV file."""
+    return _engine(url, _path_source(Path(folder, "costs.csv"), COSTS), resource_name=COSTS)
+
+
+CHILDREN: dict[str, Callable[[str, str], dict[str, Any]]] = {
+    "naive": child_naive,
+    "script": child_script,
+    "floor": child_floor,
     "engine": child_engine,
+    "engine-no-val": child_engine_no_val,
     "engine-2proc": child_engine_2proc,
-    "engine-no-val": child_engine_unvalidated,
-    "bare-validate": child_bare,
-    "bare-validate-json": child_bare_json,
+    "engine-list": child_engine_list,
+    "engine-array": child_engine_array,
+    "floor-costs": child_floor_costs,
+    "engine-costs": child_engine_costs,
+    "engine-csv": child_engine_csv,
 }
 
 
 # -- the parent: data, server, children, table --------------------------------------------------------
 
 
-def write_data(folder: Path, n: int) -> tuple[Path, Path]:
-    """Write ``n`` fake orders as JSON Lines and as one JSON array; return both paths."""
-    from airflow_provider_klar.sandbox.fake_data import fake_orders
+def write_data(folder: Path, n: int, *, costs: bool = True) -> None:
+    """Write ``n`` fake orders as JSON Lines and as one JSON array, and ``n`` transaction costs as JSON
+    Lines and CSV, into ``folder`` (``orders.jsonl``, ``orders.json``, ``costs.jsonl``, ``costs.csv``)."""
+    from airflow_provider_klar.sandbox.fake_data import fake_orders, fake_transaction_costs
 
-    jsonl, array = folder / f"orders-{n}.jsonl", folder / f"orders-{n}.json"
-    with jsonl.open("w") as lines, array.open("w") as whole:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "orders.jsonl").open("w") as lines, (folder / "orders.json").open("w") as whole:
         whole.write("[")
         for i, order in enumerate(fake_orders(n, seed=7)):
             text = json.dumps(order)
             lines.write(text + "\n")
             whole.write(("," if i else "") + text + "\n")
         whole.write("]")
-    return jsonl, array
+    if not costs:
+        return
+    with (folder / "costs.jsonl").open("w") as lines, (folder / "costs.csv").open("w", newline="") as table:
+        writer = csv.writer(table)
+        writer.writerow(["orderId", "transactionCosts"])
+        for record in fake_transaction_costs(n, seed=7):
+            lines.write(json.dumps(record) + "\n")
+            writer.writerow([record["orderId"], record["transactionCosts"]])
 
 
-def run_child(kind: str, data_file: Path, url: str) -> dict[str, Any]:
-    """Run one scenario in a fresh interpreter; return its figures."""
-    command = [sys.executable, "-m", "tests.benchmarks.bench_upload", "--child", kind, str(data_file), url]
+def run_child(kind: str, folder: Path, url: str, *, in_process: bool = False) -> dict[str, Any]:
+    """Run one scenario in a fresh interpreter (or in this one, for a smoke test); return its figures."""
+    if in_process:
+        return {"scenario": kind, **CHILDREN[kind](str(folder), url)}
+    command = [sys.executable, "-m", "tests.benchmarks.bench_upload", "--child", kind, str(folder), url]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"The {kind} child failed:\n{done.stderr[-3000:]}")
-    return {"scenario": kind, **json.loads(done.stdout.strip().splitlines()[-1])}
+    row = {"scenario": kind, **json.loads(done.stdout.strip().splitlines()[-1])}
+    print(f"  {kind} on {row['records']:,} records: {row['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    return row
 
 
-def measure(sizes: tuple[int, ...], delay_ms: float = DELAY_MS) -> dict[str, Any]:
-    """Run every scenario on every size; return the rows and the ratios against the targets."""
+def measure(
+    main_size: int,
+    memory_sizes: tuple[int, ...],
+    delay_ms: float = DELAY_MS,
+    *,
+    skip: tuple[str, ...] = (),
+    in_process: bool = False,
+) -> dict[str, Any]:
+    """Run every scenario at ``main_size`` and the engine alone at ``memory_sizes``; return the rows and
+    the ratios against the targets.
+
+    :param skip: Scenarios not to run (their ratios are left out).
+    :param in_process: Run the scenarios in this process, one after another: quick (no interpreter
+        start per scenario) but their RSS and CPU figures are not their own. For smoke tests only.
+    """
     rows: list[dict[str, Any]] = []
     server = subprocess.Popen(
         [sys.executable, str(HERE / "_slow_server.py"), "--delay-ms", str(delay_ms)],
@@ -220,16 +365,19 @@ def measure(sizes: tuple[int, ...], delay_ms: float = DELAY_MS) -> dict[str, Any
         assert server.stdout is not None
         url = f"http://127.0.0.1:{server.stdout.readline().split()[1]}"
         with tempfile.TemporaryDirectory(prefix="klar-bench-") as tmp:
-            for n in sizes:
-                jsonl, array = write_data(Path(tmp), n)
-                rows.append(run_child("baseline", array, url))
-                rows.append(run_child("engine", jsonl, url))
-                rows.append(run_child("engine-2proc", jsonl, url))
-                rows.append(run_child("engine-no-val", jsonl, url))
-                rows.append(run_child("bare-validate", jsonl, url))
-                rows.append(run_child("bare-validate-json", jsonl, url))
-                array.unlink()
-                jsonl.unlink()
+            folder = Path(tmp, str(main_size))
+            write_data(folder, main_size)
+            for kind in CHILDREN:
+                if kind not in skip:
+                    rows.append(run_child(kind, folder, url, in_process=in_process))
+            for n in memory_sizes:
+                if n == main_size:
+                    continue
+                folder = Path(tmp, str(n))
+                write_data(folder, n, costs=False)
+                rows.append(run_child("engine", folder, url, in_process=in_process))
+                (folder / "orders.json").unlink()
+                (folder / "orders.jsonl").unlink()
     finally:
         if server.stdin is not None:
             server.stdin.close()
@@ -237,85 +385,89 @@ def measure(sizes: tuple[int, ...], delay_ms: float = DELAY_MS) -> dict[str, Any
     for row in rows:
         row["records_per_s"] = row["records"] / row["wall_s"]
         row["cpu_us_per_record"] = row["cpu_s"] / row["records"] * 1e6
-    return {"rows": rows, "ratios": ratios(rows, sizes)}
+    return {"rows": rows, "ratios": ratios(rows, main_size)}
 
 
-def ratios(rows: list[dict[str, Any]], sizes: tuple[int, ...]) -> dict[str, Any]:
-    """The figures the targets are about, for the largest size (and growth between sizes)."""
+def ratios(rows: list[dict[str, Any]], main_size: int) -> dict[str, float]:
+    """The figures the targets are about, at the main size, and the engine's RSS growth over all sizes."""
 
-    def row(kind: str, n: int) -> dict[str, Any]:
-        return next(r for r in rows if r["scenario"] == kind and r["records"] == n)
-
-    big, small = max(sizes), min(sizes)
-    out: dict[str, Any] = {
-        "throughput_vs_baseline": row("engine", big)["records_per_s"] / row("baseline", big)["records_per_s"],
-        "cpu_per_record_vs_bare_validation": row("engine", big)["cpu_us_per_record"]
-        / row("bare-validate", big)["cpu_us_per_record"],
-        "cpu_per_record_vs_bare_validate_json": row("engine", big)["cpu_us_per_record"]
-        / row("bare-validate-json", big)["cpu_us_per_record"],
-        "throughput_2proc_vs_baseline": row("engine-2proc", big)["records_per_s"]
-        / row("baseline", big)["records_per_s"],
-        "cpu_per_record_2proc_vs_bare_validation": row("engine-2proc", big)["cpu_us_per_record"]
-        / row("bare-validate", big)["cpu_us_per_record"],
-        "cpu_per_record_2proc_vs_engine": row("engine-2proc", big)["cpu_us_per_record"]
-        / row("engine", big)["cpu_us_per_record"],
+    at_main = {r["scenario"]: r for r in rows if r["records"] == main_size}
+    wanted = {
+        # key: (figure, scenario, its reference)
+        "cpu_engine_vs_floor": ("cpu_us_per_record", "engine", "floor"),
+        "throughput_engine_vs_naive": ("records_per_s", "engine", "naive"),
+        "throughput_no_val_vs_script": ("records_per_s", "engine-no-val", "script"),
+        "cpu_2proc_vs_floor": ("cpu_us_per_record", "engine-2proc", "floor"),
+        "throughput_2proc_vs_naive": ("records_per_s", "engine-2proc", "naive"),
+        "cpu_list_vs_floor": ("cpu_us_per_record", "engine-list", "floor"),
+        "cpu_array_vs_floor": ("cpu_us_per_record", "engine-array", "floor"),
+        "cpu_costs_vs_floor": ("cpu_us_per_record", "engine-costs", "floor-costs"),
+        "cpu_csv_vs_floor": ("cpu_us_per_record", "engine-csv", "floor-costs"),
     }
-    if big != small:
-        out["engine_rss_growth_mb"] = row("engine", big)["peak_rss_mb"] - row("engine", small)["peak_rss_mb"]
-        out["baseline_rss_growth_mb"] = (
-            row("baseline", big)["peak_rss_mb"] - row("baseline", small)["peak_rss_mb"]
-        )
+    out = {
+        # A floor too quick to register any CPU (tiny smoke-test inputs) must not divide by zero.
+        key: float(at_main[kind][figure]) / max(float(at_main[ref][figure]), 1e-9)
+        for key, (figure, kind, ref) in wanted.items()
+        if kind in at_main and ref in at_main
+    }
+    engine = sorted((r for r in rows if r["scenario"] == "engine"), key=lambda r: r["records"])
+    if len(engine) > 1:
+        out["engine_rss_growth_mb"] = engine[-1]["peak_rss_mb"] - engine[0]["peak_rss_mb"]
     return out
 
 
 def print_table(result: dict[str, Any]) -> None:
-    """Print the rows and the ratios with their targets."""
-    header = f"{'scenario':<14}{'records':>9}{'wall s':>9}{'records/s':>11}{'CPU s':>8}{'CPU µs/rec':>12}"
-    print(header + f"{'peak RSS MB':>13}{'start RSS MB':>14}")
+    """Print the rows (a Markdown table) and the ratios with their targets."""
+    print("| scenario | records | wall s | records/s | CPU s | CPU µs/record | peak RSS MB |")
+    print("|---|--:|--:|--:|--:|--:|--:|")
     for r in result["rows"]:
         print(
-            f"{r['scenario']:<14}{r['records']:>9,}{r['wall_s']:>9.2f}{r['records_per_s']:>11,.0f}"
-            f"{r['cpu_s']:>8.2f}{r['cpu_us_per_record']:>12.1f}{r['peak_rss_mb']:>13.0f}{r['start_rss_mb']:>14.0f}"
+            f"| {r['scenario']} | {r['records']:,} | {r['wall_s']:.2f} | {r['records_per_s']:,.0f} "
+            f"| {r['cpu_s']:.2f} | {r['cpu_us_per_record']:.1f} | {r['peak_rss_mb']:.0f} |"
         )
     q = result["ratios"]
-    print(f"throughput, engine / baseline:            {q['throughput_vs_baseline']:.2f}x   (target >= 3x)")
-    print(
-        f"client CPU per record, engine / bare:     {q['cpu_per_record_vs_bare_validation']:.2f}x   "
-        "(target <= 1.5x; bare = json.loads + Order.model_validate)"
-    )
-    print(
-        f"client CPU per record, engine / bare-json: {q['cpu_per_record_vs_bare_validate_json']:.2f}x  "
-        "(for reference; bare-json = Order.model_validate_json)"
-    )
-    print(
-        f"throughput, engine-2proc / baseline:      {q['throughput_2proc_vs_baseline']:.2f}x   (target >= 3x)"
-    )
-    print(
-        f"client CPU per record, engine-2proc / bare: {q['cpu_per_record_2proc_vs_bare_validation']:.2f}x   "
-        f"(engine-2proc / engine: {q['cpu_per_record_2proc_vs_engine']:.2f}x; workers' CPU included)"
-    )
-    if "engine_rss_growth_mb" in q:
-        sizes = sorted({r["records"] for r in result["rows"]})
-        span = f"{sizes[0]:,} -> {sizes[-1]:,}"
-        engine, baseline = q["engine_rss_growth_mb"], q["baseline_rss_growth_mb"]
-        print(f"peak RSS growth {span}, engine:    {engine:+.0f} MB (target < 100 MB)")
-        print(f"peak RSS growth {span}, baseline:  {baseline:+.0f} MB (grows with the file)")
+    print()
+    for key, label, op, bound in TARGETS:
+        if key not in q:
+            print(f"{label:<46} (not measured in this run)")
+            continue
+        met = q[key] <= bound if op == "<=" else q[key] >= bound if op == ">=" else q[key] < bound
+        unit = " MB" if key.endswith("_mb") else "x"
+        print(f"{label:<46} {q[key]:>7.2f}{unit}  target {op} {bound:g}{unit}: {'met' if met else 'NOT met'}")
+    for key, label in INFO:
+        if key in q:
+            print(f"{label:<46} {q[key]:>7.2f}x")
+
+
+def _sizes_from_env() -> tuple[int, tuple[int, ...]]:
+    main_size = int(os.environ.get("KLAR_BENCH_RECORDS", MAIN_SIZE))
+    memory = os.environ.get("KLAR_BENCH_MEMORY_RECORDS")
+    sizes = tuple(int(s) for s in memory.split(",") if s.strip()) if memory else MEMORY_SIZES
+    if os.environ.get("KLAR_BENCH_1M", "") not in ("", "0"):
+        sizes += (MILLION,)
+    return main_size, sizes
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the benchmark (``--quick``: 20,000 records only; ``--records N``: N only) and print the table."""
+    """Run the benchmark and print the table; return the rows and ratios."""
+    main_size, memory_sizes = _sizes_from_env()
     parser = argparse.ArgumentParser(prog="bench_upload")
-    parser.add_argument("--quick", action="store_true", help="20,000 records only")
-    parser.add_argument("--records", type=int, nargs="*", help="sizes to run instead of 20,000 and 200,000")
+    parser.add_argument("--records", type=int, default=main_size, help="records of every scenario")
+    parser.add_argument(
+        "--memory-records", type=int, nargs="*", default=memory_sizes, help="more sizes for the engine alone"
+    )
+    parser.add_argument("--million", action="store_true", help="add a 1,000,000 record engine row")
     parser.add_argument("--delay-ms", type=float, default=DELAY_MS)
-    parser.add_argument("--child", nargs=3, metavar=("KIND", "FILE", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--skip", nargs="*", default=[], choices=list(CHILDREN), help="scenarios not to run")
+    parser.add_argument("--in-process", action="store_true", help="smoke test: no child processes")
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "FOLDER", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args([] if argv is None else argv)
     if args.child:
-        kind, data_file, url = args.child
-        print(json.dumps(CHILDREN[kind](data_file, url)), flush=True)
+        kind, folder, url = args.child
+        print(json.dumps(CHILDREN[kind](folder, url)), flush=True)
         return {}
-    sizes = tuple(args.records) if args.records else (QUICK_SIZES if args.quick else FULL_SIZES)
-    result = measure(sizes, args.delay_ms)
+    memory = tuple(args.memory_records) + ((MILLION,) if args.million and MILLION not in memory_sizes else ())
+    result = measure(args.records, memory, args.delay_ms, skip=tuple(args.skip), in_process=args.in_process)
     print_table(result)
     return result
 
