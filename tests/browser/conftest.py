@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser._airflow import AirflowStack, airflow_env, free_port
+from tests.airflow_stack import AirflowStack, airflow_env, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")

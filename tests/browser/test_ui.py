@@ -18,7 +18,7 @@ import pytest
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox import SandboxServer
-    from tests.browser._airflow import AirflowStack
+    from tests.airflow_stack import AirflowStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow3_only, pytest.mark.timeout(900)]
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.scheduler._stack import AirflowStack
+from tests.airflow_stack import AirflowStack, airflow_env, free_port
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox.server import SandboxServer
@@ -38,10 +38,17 @@ def airflow_stack(
     """api-server, scheduler, dag-processor and triggerer, started once, stopped after the suite."""
     home = tmp_path_factory.mktemp("klar-suite-airflow-home")
     name, value = klar_sandbox_server.env_var("klar_default")
-    env = {name: value, "KLAR_SUITE_DATA": str(suite_data)}
+    extra = {
+        name: value,
+        "KLAR_SUITE_DATA": str(suite_data),
+        # Retries, deferrals and trigger events are picked up sooner.
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+    }
     if "KLAR_SUITE_BATCH" in os.environ:  # a measurement with other sizes (see test_real_scheduler.py)
-        env["KLAR_SUITE_BATCH"] = os.environ["KLAR_SUITE_BATCH"]
-    stack = AirflowStack(home, DAGS, env)
+        extra["KLAR_SUITE_BATCH"] = os.environ["KLAR_SUITE_BATCH"]
+    port = free_port()
+    stack = AirflowStack(home, f"http://127.0.0.1:{port}", airflow_env(home, DAGS, port, extra))
     try:
         stack.start()
         yield stack

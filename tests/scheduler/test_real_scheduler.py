@@ -5,6 +5,9 @@ LocalExecutor runs each in its own task process (supervised, talking to the api-
 from the scheduler, mapped instances are expanded by it, and the deferrable sensor waits in the
 triggerer. The tests kill and terminate real task processes and read what arrived from the sandbox's
 request log. Every wait polls the REST API (or the sandbox) against a deadline; none sleeps.
+
+The metadata database is SQLite: Airflow 3.3 runs the LocalExecutor on it without complaint (tasks
+reach the database only through the api-server), which keeps the suite free of a database server.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import psutil
 import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_orders
-from tests.scheduler._stack import AirflowStack
+from tests.airflow_stack import AirflowStack
 from tests.scheduler.conftest import write_jsonl
 
 if TYPE_CHECKING:
@@ -51,7 +54,7 @@ def _task_process(pid: int) -> psutil.Process:
 
 
 def _summary(stack: AirflowStack, dag_id: str, run_id: str, map_index: int = -1) -> dict[str, Any]:
-    entry = stack.api(
+    entry = stack.rest(
         "GET",
         f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/upload/xcomEntries/return_value",
         params={"map_index": map_index, "deserialize": True, "stringify": False},
@@ -105,7 +108,7 @@ def test_a_killed_task_process_is_retried_resumes_and_resends_at_most_the_batche
     assert "Progress is checkpointed in the task state store" in log
     assert "Resuming: earlier tries finished" in log
     # The checkpoint is removed once the upload is done.
-    state = airflow_stack.api(
+    state = airflow_stack.rest(
         "GET", f"/dags/klar_suite_kill/dagRuns/{run_id}/taskInstances/upload/state-store"
     )
     assert state["total_entries"] == 0, state

@@ -1,13 +1,15 @@
-"""A real Airflow 3 for the browser suite: api-server, scheduler, dag-processor and triggerer.
+"""A real Airflow 3 for the browser and scheduler suites: api-server, scheduler, dag-processor, triggerer.
 
 Each component runs as its own ``python -m airflow ...`` process from the locked environment, with a
 private ``AIRFLOW_HOME`` (SQLite, LocalExecutor), the API on a free loopback port, and the simple auth
 manager in all-admins mode (no login page: every visitor is an admin). Their output goes to
-``<home>/<component>.log``, named in failures.
+``<home>/<component>.log``, named in failures. The DAG-run helpers (:meth:`AirflowStack.trigger`,
+:meth:`AirflowStack.wait_for_run`...) go through the REST API, as a user's tooling would.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 #: Each component and its command line. The scheduler and triggerer would also serve logs on fixed ports
 #: (8793, 8794) of every interface; the api-server reads the log files directly, so they do not.
@@ -110,6 +113,13 @@ class AirflowStack:
         except OSError:
             return "(no log)"
 
+    def log_text(self, component: str) -> str:
+        """Return a component's whole log so far."""
+        try:
+            return (self.home / f"{component}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
     def start(self, timeout: float = 240.0) -> AirflowStack:
         """Migrate the database, start every component, and wait until the API answers."""
         subprocess.run(
@@ -169,11 +179,17 @@ class AirflowStack:
             answer = httpx.get(f"{self.url}/auth/token", timeout=10)
             answer.raise_for_status()
             self._token = str(answer.json()["access_token"])
-        headers = {"Authorization": f"Bearer {self._token}"}
+        headers = {"Authorization": f"Bearer {self._token}", **kwargs.pop("headers", {})}
         return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
 
     def stop(self) -> None:
         """Terminate the processes this stack started (each with its children), then wait for them."""
+        descendants: list[psutil.Process] = []
+        for process in self.processes.values():
+            try:
+                descendants += psutil.Process(process.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                continue
         for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -183,3 +199,70 @@ class AirflowStack:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        # Task processes that left their component's group (none should be running by now).
+        _gone, alive = psutil.wait_procs(descendants, timeout=10)
+        for leftover in alive:
+            leftover.kill()
+
+    # -- DAG runs through the REST API ------------------------------------------------------------
+
+    def rest(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call ``/api/v2<path>``; return the decoded JSON answer, or fail with the answer's text.
+
+        :param method: The HTTP method.
+        :param path: The path after ``/api/v2``.
+        :param kwargs: Passed to ``httpx.request`` (``json``, ``params``, ``headers``).
+        """
+        answer = self.api(method, f"/api/v2{path}", **kwargs)
+        if answer.status_code >= 400:
+            raise AssertionError(f"{method} {path} answered {answer.status_code}: {answer.text}")
+        return answer.json() if answer.content else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> None:
+        """Wait until the dag-processor has stored ``dag_id``."""
+        self.wait_until(
+            lambda: self.api("GET", f"/api/v2/dags/{dag_id}").status_code == 200,
+            timeout,
+            f"the dag-processor to parse DAG {dag_id}",
+        )
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
+        """Start a run of ``dag_id`` now; return its run id."""
+        self.wait_for_dag(dag_id)
+        body = {"logical_date": None, "conf": dict(conf or {})}
+        return str(self.rest("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances (state, try_number, map_index, rendered_map_index, pid...)."""
+        found = self.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
+        return list(found["task_instances"])
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+        """One unmapped task instance of the run."""
+        return next(t for t in self.task_instances(dag_id, run_id) if t["task_id"] == task_id)
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        """The run's state."""
+        return str(self.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 180.0) -> str:
+        """Wait until the run succeeded or failed; return its state."""
+
+        def finished() -> str:
+            state = self.run_state(dag_id, run_id)
+            return state if state in {"success", "failed"} else ""
+
+        return str(self.wait_until(finished, timeout, f"run {run_id} of {dag_id} to finish"))
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
+        """The text of one try's log as the UI gets it, every structured field included."""
+        found = self.rest(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"map_index": map_index, "full_content": True},
+            headers={"Accept": "application/json"},
+        )
+        content = found.get("content") if isinstance(found, dict) else found
+        if isinstance(content, list):
+            return "\n".join(json.dumps(e) if isinstance(e, dict) else str(e) for e in content)
+        return str(content)
