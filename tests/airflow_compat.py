@@ -42,14 +42,52 @@ def attach(protocol: str, *, fs: Any, conn_id: str | None = None) -> Any:
     return _attach(protocol, conn_id=conn_id, fs=fs)
 
 
-def asset_models() -> tuple[Any, Any]:
-    """Return the ORM classes ``(AssetEvent, AssetModel)`` (Airflow 2 calls assets datasets)."""
+def asset_event_count(uri: str, source_run_id: str) -> int:
+    """Count the events of the asset ``uri`` (with or without its trailing slash) emitted by a DAG run.
+
+    :param uri: The asset's URI, e.g. ``klar://orders``.
+    :param source_run_id: The run that emitted them.
+    """
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
     if AIRFLOW_3:
-        from airflow.models.asset import AssetEvent, AssetModel
-    else:
-        from airflow.models.dataset import DatasetEvent as AssetEvent
-        from airflow.models.dataset import DatasetModel as AssetModel
-    return AssetEvent, AssetModel
+        from airflow.models.asset import AssetEvent as Event
+        from airflow.models.asset import AssetModel as Model
+
+        key = Event.asset_id
+    else:  # Airflow 2 calls assets datasets
+        from airflow.models.dataset import DatasetEvent as Event
+        from airflow.models.dataset import DatasetModel as Model
+
+        key = Event.dataset_id
+    uris = [uri.rstrip("/"), uri.rstrip("/") + "/"]
+    with create_session() as session:
+        query = (
+            select(func.count())
+            .select_from(Event)
+            .join(Model, key == Model.id)
+            .where(Model.uri.in_(uris), Event.source_run_id == source_run_id)
+        )
+        return int(session.scalar(query) or 0)
+
+
+def reschedule_count(dag_id: str, task_id: str) -> int:
+    """How many times the task instances of ``dag_id``.``task_id`` were rescheduled.
+
+    :param dag_id: The DAG.
+    :param task_id: The task.
+    """
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        if AIRFLOW_3:  # reschedules point at the task instance's id
+            from airflow.models.taskinstance import TaskInstance
+
+            ids = [ti.id for ti in session.query(TaskInstance).filter_by(dag_id=dag_id, task_id=task_id)]
+            return session.query(TaskReschedule).filter(TaskReschedule.ti_id.in_(ids)).count()
+        return session.query(TaskReschedule).filter_by(dag_id=dag_id, task_id=task_id).count()
 
 
 def import_string(path: str) -> Any:

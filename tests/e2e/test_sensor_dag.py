@@ -168,13 +168,9 @@ def run_dag(dag: Any, store_dag: Callable[[Any], None]) -> tuple[str, dict[str, 
 
 def reschedules(dag_id: str, task_id: str) -> int:
     """How many times the task instances of ``dag_id``.``task_id`` were rescheduled."""
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.taskreschedule import TaskReschedule
-    from airflow.utils.session import create_session
+    from tests.airflow_compat import reschedule_count
 
-    with create_session() as session:
-        ids = [ti.id for ti in session.query(TaskInstance).filter_by(dag_id=dag_id, task_id=task_id)]
-        return session.query(TaskReschedule).filter(TaskReschedule.ti_id.in_(ids)).count()
+    return reschedule_count(dag_id, task_id)
 
 
 def _plain(state: Any) -> str:

@@ -110,7 +110,9 @@ def test_the_salt_comes_from_the_connection_and_is_masked_from_then_on() -> None
 
     salt = "pepper-7f3a9c1e5b"
     assert salt_from_connection(_Conn({SALT_EXTRA: salt})) == salt
-    assert redact(f"hashing with {salt}") == "hashing with ***"
+    # (Only the salt is checked: on 2.11 other tests' short secrets are masked in the same text too.)
+    assert salt not in redact(f"hashing with {salt}")
+    assert "***" in redact(f"hashing with {salt}")
 
 
 def test_a_missing_salt_says_where_it_goes() -> None:
