@@ -268,6 +268,8 @@ class KlarUploadOperator(BaseOperator):
         self.max_retry_time = max_retry_time
         self._stop: threading.Event | None = None
         self._hook: Any = None
+        # What the run read and wrote, noted for OpenLineage (see get_openlineage_facets_on_complete).
+        self._lineage: dict[str, Any] | None = None
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
@@ -326,6 +328,8 @@ class KlarUploadOperator(BaseOperator):
             api_version = hook.api_version_for(row.name)
             validator = self._validator(row.name, api_version)
             source, total, source_key, resumable = self._source(row.name, api_version)
+            self._lineage = {**(self._lineage or {}), "resource": row.name, "mode": mode.value}
+            self._lineage["base_url"] = hook.settings.base_url
             settings = EngineSettings(
                 resource=row.name,
                 api_version=api_version,
@@ -356,6 +360,7 @@ class KlarUploadOperator(BaseOperator):
             if close is not None:
                 close()
         summary = build_summary(result, settings, rejected_path=rejected_at)
+        self._lineage["summary"] = summary
         if result.unread is not None and summary["unread"]["source"] is None:
             summary["unread"]["source"] = (
                 _shown(self.path) if self.path is not None else self.source_label or "records"
@@ -438,6 +443,12 @@ class KlarUploadOperator(BaseOperator):
         """Return the records to send, their count when known, the checkpoint's source key, and whether
         positions mean the same records on a retried try."""
         source, total, key, resumable = self._read_source(resource, api_version)
+        self._lineage = {
+            "files": list(getattr(source, "files", ())),
+            "pattern": _shown(self.path) if self.path is not None else None,
+            "sql": self.sql,
+            "sql_conn_id": self.sql_conn_id,
+        }
         if self.transform is None and not self.hash_emails:
             return source, total, key, resumable
         if self.validation_workers > 1:
@@ -506,6 +517,28 @@ class KlarUploadOperator(BaseOperator):
             )
         # The fingerprint (connection id and query text) keeps a checkpoint from outliving its query.
         return source, None, f"sql:{source.fingerprint}", ordered
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Return the run's lineage for Airflow's OpenLineage provider (called by it, not by users).
+
+        Inputs: the files read, or the tables of ``sql`` (the query as the job's ``sql`` facet where
+        they cannot be parsed). Output: the Klar resource (namespace ``klar://<host>``), with the
+        accepted records as ``outputStatistics.rowCount``. The run facet ``klarUpload`` holds the
+        summary's counts. See :mod:`airflow_provider_klar.lineage`.
+
+        :param task_instance: The task instance that ran (unused: the operator noted what it did).
+        """
+        from airflow_provider_klar.lineage import upload_lineage
+
+        return upload_lineage(self._lineage or {})
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """Return the lineage of a failed run: what was read and sent before it failed, with the counts
+        when the upload got as far as its summary.
+
+        :param task_instance: The task instance that ran.
+        """
+        return self.get_openlineage_facets_on_complete(task_instance)
 
     def _checkpoint_store(self, context: Context) -> CheckpointStore | None:
         if self.checkpoint is None:
