@@ -67,9 +67,10 @@ class KlarUploadOperator(BaseOperator):
 
     Records come from exactly one of ``records`` (a list, any iterable, or an ``XComArg`` of dicts or
     models), ``path`` (a file, folder or glob: local, ``file://``, ``s3://``, ``gs://`` ... in JSON
-    Lines, JSON array or, for the flat cost resources, CSV; optionally gzip-compressed) and ``sql`` (a
-    query run on the database of ``sql_conn_id``, its rows streamed through a cursor). They are read
-    record by record, mapped by ``transform`` when given, checked locally against the models
+    Lines, JSON array, Parquet or, for the flat cost resources, CSV; optionally gzip-compressed) and
+    ``sql`` (a query run on the database of ``sql_conn_id``, its rows streamed through a cursor). They
+    are read record by record, mapped by ``transform`` when given (and their e-mail addresses hashed
+    with ``hash_emails``), checked locally against the models
     (``validate_locally``), encoded, grouped into batches of at most ``batch_size`` records and
     ``max_batch_bytes`` bytes, and sent with up to ``max_concurrency`` requests in flight. Memory stays
     bounded by ``batch_size x (max_concurrency + 1)`` records whatever the source size.
