@@ -15,14 +15,18 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import ijson
 from pydantic_core import from_json
 
 from airflow_provider_klar._jsonsafe import MAX_DEPTH
-from airflow_provider_klar.exceptions import KlarSourceError
 from airflow_provider_klar.upload._record import SourceRecord, cut, source_error
+
+if TYPE_CHECKING:
+    # Not imported at run time: the exceptions module imports Airflow, which validation workers must
+    # not (see upload/parallel.py).
+    from airflow_provider_klar.exceptions import KlarSourceError
 
 #: Errors that mean the compressed stream itself is broken (cut short, or not gzip at all).
 GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, gzip.BadGzipFile, zlib.error)

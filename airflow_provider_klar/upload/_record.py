@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_klar.exceptions import KlarSourceError
+if TYPE_CHECKING:
+    # Not imported at run time: the exceptions module imports Airflow, which validation workers must
+    # not (see upload/parallel.py).
+    from airflow_provider_klar.exceptions import KlarSourceError
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,5 +67,7 @@ def source_error(
     :param line: The line or item index where it broke, when known.
     :param offset: The byte offset in the (decompressed) file, when known.
     """
+    from airflow_provider_klar.exceptions import KlarSourceError
+
     message = f"{source}, {where}: {reason.rstrip('.')}. The rest of {source} was not read."
     return KlarSourceError(message, source=source, position=position, line=line, offset=offset)

@@ -26,11 +26,11 @@ import threading
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult, Pool
 from typing import Any
 
-from airflow_provider_klar.exceptions import KlarError
 from airflow_provider_klar.upload._json import STREAM_ERRORS, parse_json_line, stream_error
 from airflow_provider_klar.upload.prepare import PreparedRecord
 from airflow_provider_klar.upload.settings import LogLike
@@ -54,8 +54,51 @@ _POLL = 0.2
 Prepare = Callable[[Any], PreparedRecord]
 #: A picklable callable without arguments that returns the per-record step (called once per worker).
 PrepareFactory = Callable[[], Prepare]
-#: Modules the forkserver imports once, so that the workers it forks start with them loaded.
-_PRELOAD = ["airflow_provider_klar.upload.parallel", "airflow_provider_klar.models"]
+#: Modules the forkserver imports once, so that the workers it forks start with them loaded. None of
+#: them imports Airflow: in a fresh interpreter inside Airflow's task runner, importing Airflow fails
+#: (the task process's environment names no usable metadata database), and so would the workers.
+_PRELOAD = [
+    "airflow_provider_klar.upload.parallel",
+    "airflow_provider_klar.upload.prepare",
+    "airflow_provider_klar.models",
+]
+#: Held while worker processes start: the preparation data they get leaves the main module out.
+_STARTING = threading.Lock()
+#: Keys of multiprocessing's preparation data that make a new process import the parent's main module.
+_MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
+
+
+def _klar_error(message: str) -> Exception:
+    # Imported here, in the task's process only: the exceptions module imports Airflow (see _PRELOAD).
+    from airflow_provider_klar.exceptions import KlarError
+
+    return KlarError(message)
+
+
+@contextmanager
+def _without_main_module() -> Iterator[None]:
+    """Start processes without the parent's main module: they need nothing from it.
+
+    A worker would otherwise run the main module again (the ``airflow`` command, which imports Airflow,
+    which fails there; or a user's script). multiprocessing has no switch for it, so its preparation
+    data is filtered while the pool starts its processes.
+    """
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+
+    def prepared(name: str) -> dict[str, Any]:
+        data = original(name)
+        for key in _MAIN_KEYS:
+            data.pop(key, None)
+        return data
+
+    with _STARTING:
+        spawn.get_preparation_data = prepared  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = original  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
@@ -147,7 +190,7 @@ def _context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         # Takes effect when the server starts (once per process); a server already running keeps its own.
-        context.set_forkserver_preload(["__main__", *_PRELOAD])  # type: ignore[attr-defined]
+        context.set_forkserver_preload(_PRELOAD)  # type: ignore[attr-defined]
     return context
 
 
@@ -193,7 +236,8 @@ def open_parallel(
         context = _context()
         starts = [start for start, _ in confirmed]
         ends = [end for _, end in confirmed]
-        pool = context.Pool(workers, initializer=_init, initargs=(factory, starts, ends))
+        with _without_main_module():
+            pool = context.Pool(workers, initializer=_init, initargs=(factory, starts, ends))
     except Exception as err:  # (OSError, PicklingError, a daemonic process...) the in-process path works
         log.warning(
             "Could not start %d validation workers (%s); validating in the task's process.", workers, err
@@ -291,10 +335,10 @@ class ParallelReader:
                 return result.get(timeout=_POLL)
             except multiprocessing.TimeoutError:
                 if self._stop.is_set():
-                    raise KlarError("The upload was stopped while records were being validated.") from None
+                    raise _klar_error("The upload was stopped while records were being validated.") from None
                 dead = [p.exitcode for p in self._processes if p.exitcode is not None]
                 if dead:
-                    raise KlarError(
+                    raise _klar_error(
                         f"A validation worker process ended unexpectedly (exit code {dead[0]}); "
                         "retry the task, or set validation_workers=1."
                     ) from None

@@ -382,3 +382,84 @@ def test_the_per_record_step_travels_pickled_and_works_the_same(tmp_path: Path) 
     step, travelled = recipe(validator)(), pickle.loads(pickle.dumps(recipe(validator)))()
     records = list(iter_path(folder))
     assert [travelled(r) for r in records] == [step(r) for r in records]
+
+
+#: A process like Airflow's task runner makes: its main module imports Airflow (as the ``airflow`` command
+#: does), it has threads, and its environment names a database a fresh Airflow cannot even parse.
+TASK_PROCESS = """
+import airflow  # what the `airflow` command's main module does first
+
+import functools, json, logging, os, sys, threading
+from pathlib import Path
+
+
+def main(folder):
+    from airflow_provider_klar.models import RecordValidator
+    from airflow_provider_klar.upload import parallel
+    from airflow_provider_klar.upload.prepare import make_preparer
+    from airflow_provider_klar.upload.sources import iter_path
+
+    # What airflow.sdk.execution_time.supervisor.block_orm_access() does in every task process.
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "airflow-db-not-allowed:///"
+    busy = threading.Event()
+    threading.Thread(target=busy.wait, daemon=True).start()
+    warnings = []
+
+    class Log:
+        def info(self, *args): pass
+        def warning(self, message, *args): warnings.append(message % args)
+
+    validator = RecordValidator("orders", "07.2025")
+    recipe = functools.partial(make_preparer, validator, "id", max_raw=5_000_000)
+    expected = [(r.position, recipe()(r)) for r in iter_path(folder)]
+    reader = parallel.open_parallel(iter_path(folder), 2, recipe, [], stop=threading.Event(), log=Log())
+    assert reader is not None, warnings
+    with reader:
+        got = [(r.position, r.prepared) for r in reader]
+    assert got == expected
+    print("workers ok", len(got), parallel.start_method())
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
+"""
+
+
+def test_workers_start_in_a_task_process_whose_environment_breaks_a_fresh_airflow(tmp_path: Path) -> None:
+    # Under Airflow's task runner, a fresh interpreter that imports Airflow (or the `airflow` command
+    # as main module) dies: the workers must import neither.
+    import subprocess
+    import sys
+
+    folder = write_mixed(tmp_path / "data")
+    script = tmp_path / "task_process.py"
+    script.write_text(TASK_PROCESS)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, str(script), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "workers ok" in done.stdout
+
+
+def test_the_workers_import_path_does_not_import_airflow() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        f"for name in {parallel._PRELOAD!r} + ['airflow_provider_klar.upload._json']:\n"
+        "    __import__(name)\n"
+        "print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
