@@ -38,12 +38,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suites that start a whole Airflow (a browser on its UI, a real scheduler) run in processes of their
+# own: Playwright's sync API and Airflow's services leave process-wide state (an event loop, signal
+# handlers) that the in-process suites must not inherit.
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --ignore=tests/browser --ignore=tests/scheduler
+	$(BIN)/pytest -q tests/scheduler
+	$(BIN)/pytest -q tests/browser
 
 # The same unit and end-to-end suites on Airflow 2.11 (lint, types and docs run once, on Airflow 3).
 unit-af211: $(STAMP_AF2)
-	$(VENV_AF2)/bin/pytest -q -m "not airflow3_only"
+	$(VENV_AF2)/bin/pytest -q -m "not airflow3_only" --ignore=tests/browser --ignore=tests/scheduler
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d site
