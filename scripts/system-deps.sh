@@ -19,6 +19,8 @@ need /usr/bin/chromium chromium
 # The SQL source's tests and benchmark start their own server (tests/postgres_server.py); Debian keeps
 # its programs in /usr/lib/postgresql/<version>/bin, off the PATH.
 need "$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1 || true)" postgresql
+# make cluster-demo and its test (tests/cluster): the Celery broker.
+need redis-server redis-server
 
 if ((${#packages[@]} == 0)); then
     exit 0
