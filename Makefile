@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (python3, pip and make only):
 #   make demo   the main job: the demo DAG against the local Klar sandbox
 #   make test   lint, type checks, the whole test suite and the docs build
+#   make cluster-demo  the upload mapped over 12 files on Celery: 2 workers, PostgreSQL, Redis, a pool
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ VENV_AF2  ?= .venv-af211
 STAMP_AF2 := $(VENV_AF2)/.installed-stamp
 UV_VERSION := 0.13.9
 
-.PHONY: env env-af211 sysdeps demo test lint typecheck unit unit-af211 docs bench lock clean
+.PHONY: env env-af211 sysdeps demo cluster-demo test lint typecheck unit unit-af211 docs bench lock clean
 
 env: $(STAMP)
 
@@ -30,6 +31,10 @@ $(STAMP_AF2): requirements/af211.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# Scale-out: CeleryExecutor, Redis broker, PostgreSQL metadata database, two workers, all on loopback.
+cluster-demo: sysdeps $(STAMP)
+	$(BIN)/python scripts/cluster/demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
