@@ -17,9 +17,8 @@ from airflow_provider_klar.sandbox.fake_data import fake_orders
 from airflow_provider_klar.upload.parallel import start_method
 
 if TYPE_CHECKING:
-    from tests.scheduler._stack import AirflowStack
-
     from airflow_provider_klar.sandbox.server import SandboxServer
+    from tests.airflow_stack import AirflowStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.scheduler, pytest.mark.airflow3_only, pytest.mark.timeout(600)]
 
@@ -41,7 +40,7 @@ def test_validation_workers_start_and_finish_inside_a_real_task_process(
     # The workers ran (no fallback to the task's process), started without forking the task process.
     assert f"Checking the records in 2 worker processes (started by {start_method()})." in log
     assert "validating in the task's process" not in log
-    entry = airflow_stack.api(
+    entry = airflow_stack.rest(
         "GET",
         f"/dags/klar_suite_workers/dagRuns/{run_id}/taskInstances/upload/xcomEntries/return_value",
         params={"deserialize": True, "stringify": False},
