@@ -135,6 +135,15 @@ class CeleryStack(AirflowStack):
                     "--celery-hostname", f"{name}@%h", "--skip-serve-logs"]  # fmt: skip
             self._launch(name, argv, {**self.env, "KLAR_CLUSTER_HOSTNAME": name})
         self.wait_until(self._api_up, timeout, "the api-server to answer /api/v2/monitor/health")
+        # Both workers listen before anything is queued: a worker still starting when the first tasks
+        # arrive would leave the other to take them all, and the run would show no spread.
+        for n in range(1, self.workers + 1):
+            name = f"worker-{n}"
+            self.wait_until(
+                lambda name=name: f"{name}@" in self.log_text(name) and " ready." in self.log_text(name),
+                timeout,
+                f"Celery {name} to report ready",
+            )
         return self
 
     def airflow(self, *args: str) -> str:
