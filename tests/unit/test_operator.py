@@ -123,7 +123,12 @@ def test_the_map_index_template_renders_the_file_name_for_mapped_instances_only(
     assert template.render(task=task, ti=TI(-1)) == ""
 
 
-def test_the_klar_extra_link() -> None:
+def test_the_klar_extra_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The connection is set here: other tests of the session may leave a sandbox's klar_default behind.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KLAR_DEFAULT",
+        '{"conn_type": "klar", "host": "https://open-api.getklar.com", "password": "t0ken"}',
+    )
     links = KlarUploadOperator.operator_extra_links
     assert [type(link) for link in links] == [KlarLink]
     assert links[0].name == "Klar"
