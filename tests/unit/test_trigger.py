@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import time
+import types
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -54,8 +55,18 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def fake_sleep(seconds: float) -> None:
         recorded.append(seconds)
 
-    monkeypatch.setattr(trigger_module.asyncio, "sleep", fake_sleep)
+    patch_trigger_sleep(monkeypatch, fake_sleep)
     return recorded
+
+
+def patch_trigger_sleep(monkeypatch: pytest.MonkeyPatch, fake: Any) -> None:
+    """Replace ``asyncio.sleep`` as the trigger module sees it, and only there.
+
+    Patching the asyncio module itself would also record the pauses of every other event loop in the
+    process, such as a sandbox server's, which uvicorn ticks every 0.1 s in its own thread.
+    """
+    view = types.SimpleNamespace(**{**vars(asyncio), "sleep": fake})
+    monkeypatch.setattr(trigger_module, "asyncio", view)
 
 
 def make_trigger(
@@ -268,7 +279,7 @@ async def test_run_never_sleeps_past_the_deadline(
         sleeps.append(seconds)
         clock[0] += seconds
 
-    monkeypatch.setattr(trigger_module.asyncio, "sleep", advancing_sleep)
+    patch_trigger_sleep(monkeypatch, advancing_sleep)
     event = await first_event(trigger)
     assert event["status"] == "timeout"
     assert sleeps == [5.0, 5.0, 2.0]  # the last pause ends at the deadline, where one last poll happens
