@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from airflow_provider_klar.exceptions import KlarConfigurationError
-from airflow_provider_klar.upload._record import SourceRecord
+from airflow_provider_klar.upload._record import SourceRecord, parsed
 
 __all__ = ["SALT_EXTRA", "HashedEmails", "hash_email", "hash_record_email", "salt_from_connection"]
 
@@ -108,7 +108,7 @@ class HashedEmails(Iterator[SourceRecord]):
         return self
 
     def __next__(self) -> SourceRecord:
-        src = next(self._source)
+        src = parsed(next(self._source))  # a JSON Lines line read lazily is parsed here
         record = src.record
         if src.error is not None:
             return src

@@ -56,38 +56,51 @@ class _Lines:
         self, items: Sequence[Mapping[str, Any]], prefix: str, *, sums: list[float] | None = None
     ) -> None:
         """Check ``items``; add their line totals (gross, discounts, taxes, cogs) to ``sums`` if given."""
+        ids = self.ids
         for i, item in enumerate(items):
-            if self.ids is not None and item.get("id") is not None:
-                self.ids.add(item["id"])
-            quantity = item.get("quantity")
-            gmv = item.get("productGmv")
-            before = item.get(_BEFORE)
+            get = item.get
+            if ids is not None and get("id") is not None:
+                ids.add(item["id"])
+            quantity = get("quantity")
+            gmv = get("productGmv")
+            before = get(_BEFORE)
             discount = 0.0
-            for part in item.get("discounts") or ():
+            for part in get("discounts") or ():
                 discount += part.get("discountAmount") or 0
             tax = 0.0
-            for part in item.get("taxes") or ():
+            for part in get("taxes") or ():
                 tax += part.get("taxAmount") or 0
             q = 0.0 if quantity is None else float(quantity)
             gross = before if before is not None else (None if gmv is None or quantity is None else gmv * q)
             if quantity is not None and gross is not None:
-                # The common case is arithmetic only; _line recomputes and words what is wrong.
-                tolerance = max(CENT_PER_UNIT * max(q, 1.0), RELATIVE * abs(gross))
-                after = item.get(_AFTER)
+                # The common case is arithmetic only (written out: builtin calls cost more than the
+                # sums); _line recomputes with _tolerance and words what is wrong.
+                per_unit = CENT_PER_UNIT * q if q > 1.0 else CENT_PER_UNIT
+                relative = RELATIVE * (gross if gross >= 0 else -gross)
+                tolerance = per_unit if per_unit > relative else relative
+                after = get(_AFTER)
+                if gmv is not None and before is not None:
+                    expected = gmv * q
+                    relative = RELATIVE * (expected if expected >= 0 else -expected)
+                    off = before - expected
+                    gmv_off = (off if off >= 0 else -off) > (per_unit if per_unit > relative else relative)
+                else:
+                    gmv_off = False
+                if after is not None:
+                    off = after - (gross - q * discount - q * tax)
+                    after_off = (off if off >= 0 else -off) > tolerance
+                else:
+                    after_off = False
                 if (
-                    (
-                        gmv is not None
-                        and before is not None
-                        and abs(before - gmv * q) > max(CENT_PER_UNIT * max(q, 1.0), RELATIVE * abs(gmv * q))
-                    )
+                    gmv_off
+                    or after_off
                     or (q > 1 and (q * discount > gross + tolerance or q * tax > gross + tolerance))
-                    or (after is not None and abs(after - (gross - q * discount - q * tax)) > tolerance)
                 ):
                     self._line(item, f"{prefix}{i}", (q, gmv, before, gross, discount, tax))
-            children = item.get("bundledProducts")
+            children = get("bundledProducts")
             amounts = None
             if sums is not None or children:
-                amounts = (gross or 0.0, q * discount, q * tax, q * (item.get("productCogs") or 0))
+                amounts = (gross or 0.0, q * discount, q * tax, q * (get("productCogs") or 0))
             if children and amounts is not None:
                 totals = [0.0, 0.0, 0.0, 0.0]
                 self.check(children, f"{prefix}{i}.bundledProducts.", sums=totals)

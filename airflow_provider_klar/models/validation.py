@@ -1,8 +1,9 @@
 """The one way to choose a model for (resource, version), and the record validator the operator uses.
 
 Speed: a valid record costs one pydantic-core validation, against a copy of the model's schema that
-reports unknown keys as errors (so finding them needs no Python walk), plus the pitfall arithmetic
-for orders. The record sent is the caller's own dict, since by construction it would dump back to
+reports unknown keys as errors (so finding them needs no Python walk; see ``_checkers.py``), plus the
+pitfall arithmetic for orders; given the raw bytes of a JSON object, parsing and checking are one
+pass. The record sent is the caller's own dict (or bytes), since by construction it would dump back to
 itself. Only records that use snake_case names, hold model instances or non-JSON values in unknown
 fields are validated again and dumped.
 """
@@ -19,10 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import ErrorDetails, PydanticSerializationError, SchemaValidator, core_schema
+from pydantic_core import ErrorDetails, PydanticSerializationError, core_schema, from_json
 
 from airflow_provider_klar._jsonsafe import MAX_DEPTH, deepest_path
-from airflow_provider_klar.models._base import PYTHON_ONLY
+from airflow_provider_klar.models._checkers import json_checker, python_checker
 from airflow_provider_klar.models._messages import describe, field_errors, path_of
 from airflow_provider_klar.models.costs import Cogs, LogisticsCosts, Refund, TransactionCosts
 from airflow_provider_klar.models.orders import Order, Order_12_2022
@@ -125,46 +126,6 @@ class ValidatedRecord:
         return self.record is not None and not self.errors
 
 
-def _forbid_extras(node: Any, shadows: dict[type, type]) -> Any:
-    """Return a copy of a core schema that rejects unknown keys, model instances and Decimals.
-
-    Every model's ``cls`` becomes a plain shadow class nobody else instantiates, so a model instance
-    nested in a dict fails here (and takes the slow path, which dumps it) instead of being passed on;
-    likewise a float field refuses a Decimal here, which the model itself takes and makes a float.
-    """
-    if isinstance(node, list):
-        return [_forbid_extras(n, shadows) for n in node]
-    if not isinstance(node, dict):
-        return node
-    new = {key: _forbid_extras(value, shadows) for key, value in node.items()}
-    if (node.get("metadata") or {}).get(PYTHON_ONLY):
-        # A Decimal passes a strict float but cannot be sent as it is: refuse it here, so it is dumped.
-        return core_schema.chain_schema([core_schema.is_instance_schema(float), new])
-    if node.get("type") == "model":
-        cls = node["cls"]
-        if cls not in shadows:
-            shadows[cls] = type(f"_Checked{cls.__name__}", (), {"__module__": __name__})
-        new["cls"] = shadows[cls]
-        # Names off: a snake_case key is then reported like an unknown one, and such records dumped.
-        new["config"] = {
-            **node.get("config", {}),
-            "extra_fields_behavior": "forbid",
-            "validate_by_name": False,
-        }
-    elif node.get("type") == "model-fields":
-        new["extra_behavior"] = "forbid"
-    return new
-
-
-@functools.cache
-def _checker(model: type[BaseModel]) -> SchemaValidator:
-    """Return a validator of ``model`` that reports unknown keys as ``extra_forbidden`` errors."""
-    config = core_schema.CoreConfig(
-        strict=True, extra_fields_behavior="forbid", validate_by_name=False, validate_by_alias=True
-    )
-    return SchemaValidator(_forbid_extras(model.__pydantic_core_schema__, {}), config)
-
-
 @functools.cache
 def _snake_names() -> Mapping[str, str]:
     """Return the JSON name of every snake_case attribute name (of every model) that differs from it."""
@@ -239,6 +200,8 @@ def _value_at(record: Any, path: str) -> Any:
 
 
 def _best_id(raw: Any, field: str) -> str | None:
+    if type(raw) is dict and type(value := raw.get(field)) is str:
+        return value  # the usual case, once per record: no isinstance against ABCs
     value = raw.get(field) if isinstance(raw, Mapping) else getattr(raw, field, None)
     if value is None and isinstance(raw, Mapping) and field != "id":
         value = raw.get("order_id")
@@ -263,7 +226,8 @@ class RecordValidator:
         self.model = model_for(row.name, version)
         self._id_field = RESOURCES[row.name].id_field
         self._core = self.model.__pydantic_validator__
-        self._checker = _checker(self.model)
+        self._checker = python_checker(self.model)
+        self._json_checker = json_checker(self.model)
         self._snake = _snake_names()
         self._pitfalls = check_order if row.name == "orders" else None
 
@@ -300,6 +264,38 @@ class RecordValidator:
         except ValidationError as exc:
             return self._slow(raw, exc.errors(include_url=False))
         return self._finish(raw, ())
+
+    def validate_json(self, data: bytes) -> ValidatedRecord | None:
+        """Validate one record given as the bytes of a JSON object, parsing and checking in one pass.
+
+        The result's ``record`` is the dict read, for its values (a whole number of a number field may
+        read as a float): send the bytes themselves. Returns ``None`` unless the bytes are exactly what
+        Klar gets: a JSON object that is valid, or
+        valid but for unknown fields (reported) whose values are plain JSON. For anything else (bytes
+        that are not one JSON object, an invalid record, snake_case names, a number JSON cannot carry)
+        the caller parses the bytes itself and calls :meth:`validate`, which says what is wrong.
+        A pitfall found in a valid record is a warning, or an error when the validator is strict.
+
+        :param data: The bytes of one JSON object (one line of a JSON Lines file).
+        """
+        try:
+            record = self._json_checker.validate_json(data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            # Unknown fields only: the checker stopped short of building the dict, so parse it here.
+            if not errors or any(
+                e["type"] != "extra_forbidden" or e["loc"][-1] in self._snake or not _json_ready(e["input"])
+                for e in errors
+            ):
+                return None
+            if _too_deep(errors):
+                return None
+            try:
+                record = from_json(data, allow_inf_nan=False, cache_strings="keys")
+            except ValueError:
+                return None
+            return self._finish(record, tuple(path_of(e["loc"]) for e in errors))
+        return self._finish(record, ())
 
     def _slow(self, raw: dict[str, Any], errors: list[ErrorDetails]) -> ValidatedRecord:
         """Handle a record with unknown keys, snake_case names, nested models or errors."""

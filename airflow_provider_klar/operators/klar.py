@@ -491,6 +491,8 @@ class KlarUploadOperator(BaseOperator):
                 resource=resource,
                 conn_id=self.source_conn_id,
                 api_version=api_version,
+                # JSON Lines are checked in one pass over each line's bytes (see upload/prepare.py).
+                lazy=True,
             )
             # The fingerprint (names, sizes, change markers) keeps a checkpoint from outliving its files.
             fingerprint = getattr(source, "fingerprint", "")

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
+from airflow_provider_klar.upload._json import BOM as _BOM
 from airflow_provider_klar.upload._record import SourceRecord, cut, source_error
 
 Converter = Callable[[str], Any]
@@ -186,7 +187,6 @@ class _Lines:
         self.ended = True
 
 
-_BOM = b"\xef\xbb\xbf"
 _BOM_PROBLEM = (
     "starts with a byte order mark (BOM, bytes EF BB BF), as where files were concatenated; only the "
     "first line of a file may; remove it"

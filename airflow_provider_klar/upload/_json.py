@@ -21,7 +21,7 @@ import ijson
 from pydantic_core import from_json
 
 from airflow_provider_klar._jsonsafe import MAX_DEPTH
-from airflow_provider_klar.upload._record import SourceRecord, cut, source_error
+from airflow_provider_klar.upload._record import UNPARSED, SourceRecord, cut, source_error
 
 if TYPE_CHECKING:
     # Not imported at run time: the exceptions module imports Airflow, which validation workers must
@@ -33,9 +33,9 @@ GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, gzip.BadGzipFile, zlib.err
 #: Errors that end the reading of a stream: a broken gzip stream, or the storage failing (``OSError``).
 STREAM_ERRORS: tuple[type[Exception], ...] = (*GZIP_ERRORS, OSError)
 _WHITESPACE = b" \t\r\n"
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"
 #: The keys that mark a line of the provider's rejected file (see ``upload/rejected.py``).
-_REJECTED_KEYS = ("position", "source", "errors", "record")
+REJECTED_KEYS = ("position", "source", "errors", "record")
 
 
 def json_type(value: Any) -> str:
@@ -94,12 +94,17 @@ def _broken(exc: BaseException) -> str:
     return f"reading the file failed ({type(exc).__name__}: {exc})"
 
 
-def iter_json_lines(stream: IO[bytes], source: str, start: int) -> Iterator[SourceRecord]:
+def iter_json_lines(
+    stream: IO[bytes], source: str, start: int, *, lazy: bool = False
+) -> Iterator[SourceRecord]:
     """Yield one record per non-blank line; a line that is not a JSON object is an error record.
 
     :param stream: The binary stream (already decompressed).
     :param source: The file's display name.
     :param start: The position of the first record.
+    :param lazy: Yield each line unparsed (its record :data:`~._record.UNPARSED`, its bytes in ``raw``):
+        the upload checks the bytes in one pass, and parses them only when that fails. A byte order
+        mark opening the file is removed all the same.
     :raises KlarSourceError: When the gzip stream or the storage fails; the lines before were yielded.
     """
     position = start
@@ -110,7 +115,12 @@ def iter_json_lines(stream: IO[bytes], source: str, start: int) -> Iterator[Sour
         for number, line in enumerate(stream, 1):
             if line.isspace():
                 continue
-            yield parse_json_line(line, number, position, source)
+            if not lazy:
+                yield parse_json_line(line, number, position, source)
+            elif number == 1 and line.startswith(BOM):
+                yield SourceRecord(position, source, number, UNPARSED, None, line[len(BOM) :])
+            else:
+                yield SourceRecord(position, source, number, UNPARSED, None, line)
             position += 1
     except STREAM_ERRORS as exc:
         raise stream_error(source, number, position, exc) from exc
@@ -131,7 +141,7 @@ def parse_json_line(line: bytes, number: int, position: int, source: str) -> Sou
     try:
         record = from_json(line, allow_inf_nan=False, cache_strings="keys")
     except ValueError as exc:
-        if not line.startswith(_BOM):
+        if not line.startswith(BOM):
             return _malformed(position, source, number, _reason(exc, line), line)
         if number != 1:
             # Only a file's first line may open with a BOM; one further on usually means files were
@@ -141,13 +151,13 @@ def parse_json_line(line: bytes, number: int, position: int, source: str) -> Sou
                 "only the first line of a file may; remove it"
             )
             return _malformed(position, source, number, problem, line)
-        line = line[len(_BOM) :]
+        line = line[len(BOM) :]
         try:
             record = from_json(line, allow_inf_nan=False, cache_strings="keys")
         except ValueError as exc_after_bom:
             return _malformed(position, source, number, _reason(exc_after_bom, line), line)
     if type(record) is dict:
-        if "record" in record and all(key in record for key in _REJECTED_KEYS):
+        if "record" in record and all(key in record for key in REJECTED_KEYS):
             return _unwrap(record, number, position, source)
         # The line's own bytes travel along: when the validator proves the parsed dict is exactly
         # what Klar gets, they are sent as they are instead of encoding the dict again.
@@ -213,8 +223,8 @@ def _first_significant(stream: IO[bytes]) -> tuple[bytes, int | None]:
         if not chunk:
             return head, None
         head += chunk
-        if head.startswith(_BOM):
-            head = head[len(_BOM) :]
+        if head.startswith(BOM):
+            head = head[len(BOM) :]
         stripped = head.lstrip(_WHITESPACE)
         if stripped:
             return stripped, stripped[0]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     # Not imported at run time: the exceptions module imports Airflow, which validation workers must
     # not (see upload/parallel.py).
     from airflow_provider_klar.exceptions import KlarSourceError
+
+
+_S = TypeVar("_S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +25,8 @@ class SourceRecord:
     :param line: 1-based line number in JSON Lines and CSV files (a CSV row's first line); the 0-based
         item index in JSON array files and in ``records=``.
     :param record: The parsed record (a dict, or the pydantic model given in ``records=``); ``None``
-        when malformed.
+        when malformed; :data:`UNPARSED` for a line of a JSON Lines file read lazily, which is parsed
+        only by whoever needs the dict (see :func:`parsed`).
     :param error: Why the line could not be read, starting with where it is
         (``"line 17: invalid JSON: Expecting ',' delimiter at column 35"``); ``None`` when fine.
     :param raw: For a malformed line, its text for the rejected file (a JSON Lines line whole up to
@@ -42,6 +46,33 @@ class SourceRecord:
     def ok(self) -> bool:
         """Whether the record was read (it may still be invalid for Klar)."""
         return self.error is None
+
+
+class _Unparsed:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNPARSED"
+
+
+#: The :attr:`SourceRecord.record` of a JSON Lines line read lazily: its bytes are in ``raw``, and
+#: whether they are a JSON object at all is not known yet. The upload's per-record step checks such a
+#: line in one pass over its bytes; anything that needs the dict calls :func:`parsed` first.
+UNPARSED: Any = _Unparsed()
+
+
+def parsed(src: _S) -> _S:
+    """Return ``src`` with its record parsed (or the reason it cannot be), as an eager reader yields it.
+
+    :param src: A record from any reader; one not read lazily is returned as it is.
+    """
+    lazy: Any = src
+    if lazy.record is not UNPARSED:
+        return src
+    # Imported here: the JSON Lines reader imports this module.
+    from airflow_provider_klar.upload._json import parse_json_line
+
+    return cast(_S, parse_json_line(lazy.raw, lazy.line, lazy.position, lazy.source))
 
 
 def cut(text: str, limit: int = 10_000) -> str:

@@ -23,6 +23,7 @@ import multiprocessing
 import pickle
 import signal
 import threading
+import time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult, Pool
 from typing import Any
 
-from airflow_provider_klar.upload._json import STREAM_ERRORS, parse_json_line, stream_error
+from airflow_provider_klar.upload._json import BOM, STREAM_ERRORS, stream_error
+from airflow_provider_klar.upload._record import UNPARSED, SourceRecord, parsed
 from airflow_provider_klar.upload.prepare import PreparedRecord
 from airflow_provider_klar.upload.settings import LogLike
 
@@ -50,6 +52,8 @@ __all__ = [
 CHUNK_LINES = 500
 #: How often (seconds) the reader, waiting for a chunk, looks at the stop event and the workers.
 _POLL = 0.2
+#: How long (seconds) closing the reader early waits for the chunks handed over to finish.
+_CLOSE_WAIT = 60.0
 
 Prepare = Callable[[Any], PreparedRecord]
 #: A picklable callable without arguments that returns the per-record step (called once per worker).
@@ -158,13 +162,17 @@ def _work(source: str, start: int, lines: list[tuple[int, bytes]]) -> list[Any]:
             if i >= 0 and position <= ends[i]:
                 out.append(None)
                 continue
-        src = parse_json_line(line, number, position, source)
+        # Checked in one pass over the line's bytes, as in the task's process (see upload/prepare.py).
+        raw = line[len(BOM) :] if number == 1 and line.startswith(BOM) else line
+        src = SourceRecord(position, source, number, UNPARSED, None, raw)
         prepared = prepare(src)
         encoded = prepared.encoded
         if encoded is not None and encoded == line.strip():
-            # Sent as read: the parent has the bytes, so only the rest travels back.
+            # Sent as read: the parent has the bytes, so only the rest travels back (a line that opens
+            # with a byte order mark is not sent as read: it goes back without the mark).
             out.append((prepared.id, prepared.warnings, prepared.unknown_fields, prepared.key))
         else:
+            src = parsed(src)
             out.append((src.record, src.error, src.raw, prepared))
     return out
 
@@ -270,6 +278,7 @@ class ParallelReader:
         self._prepare = prepare
         self._stop = stop
         self._records: Generator[ReadyRecord, None, None] = self._read()
+        self._submitted: deque[AsyncResult[list[Any]]] = deque()
 
     def __iter__(self) -> Iterator[ReadyRecord]:
         return self._records
@@ -281,12 +290,31 @@ class ParallelReader:
         self.close()
 
     def close(self) -> None:
-        """Stop reading and end the workers (at once if records are left); idempotent."""
+        """Stop reading and end the workers; idempotent.
+
+        Chunks already handed over are let finish (a few, each of ``CHUNK_LINES`` lines) and the pool
+        is closed gracefully. ``Pool.terminate`` with work still queued can hang for good: the pool's
+        task thread may be half way through writing a chunk into the pipe when the workers that would
+        read it are killed. It is used only when a worker died or the chunks do not finish in time.
+        """
         self._records.close()
         pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if pool is None:
+            return
+        deadline = time.monotonic() + _CLOSE_WAIT
+        while self._submitted:
+            result = self._submitted.popleft()
+            while not result.ready() and time.monotonic() < deadline and not self._dead():
+                result.wait(_POLL)
+            if not result.ready():
+                pool.terminate()
+                break
+        else:
+            pool.close()
+        pool.join()
+
+    def _dead(self) -> list[int]:
+        return [p.exitcode for p in self._processes if p.exitcode is not None]
 
     def _read(self) -> Generator[ReadyRecord, None, None]:
         pending: deque[tuple[str, int, list[tuple[int, bytes]], Any]] = deque()
@@ -327,7 +355,12 @@ class ParallelReader:
 
     def _submit(self, name: str, start: int, chunk: list[tuple[int, bytes]]) -> AsyncResult[list[Any]]:
         assert self._pool is not None
-        return self._pool.apply_async(_work, (name, start, chunk))
+        result = self._pool.apply_async(_work, (name, start, chunk))
+        # Kept until answered, so that close() can let the unanswered ones finish.
+        self._submitted.append(result)
+        while self._submitted and self._submitted[0].ready():
+            self._submitted.popleft()
+        return result
 
     def _wait(self, result: AsyncResult[list[Any]]) -> list[Any]:
         while True:
@@ -336,7 +369,7 @@ class ParallelReader:
             except multiprocessing.TimeoutError:
                 if self._stop.is_set():
                     raise _klar_error("The upload was stopped while records were being validated.") from None
-                dead = [p.exitcode for p in self._processes if p.exitcode is not None]
+                dead = self._dead()
                 if dead:
                     raise _klar_error(
                         f"A validation worker process ended unexpectedly (exit code {dead[0]}); "

@@ -14,11 +14,14 @@ from typing import Any, Protocol
 
 from airflow_provider_klar._jsonsafe import MAX_DEPTH, deepest_path
 from airflow_provider_klar.results import FieldError
+from airflow_provider_klar.upload._json import REJECTED_KEYS as _REJECTED_KEYS
+from airflow_provider_klar.upload._record import UNPARSED, parsed
 from airflow_provider_klar.upload.accounting import where
 from airflow_provider_klar.upload.transform import TRANSFORM_FAILED
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 _ENCODE_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError)
+_decode_object: Callable[[bytes], Any] | None
 try:
     # msgspec (a dependency of Airflow 3's task SDK) encodes a realistic order about 6x faster than the
     # json module. It writes NaN as null, so it serves only validated records: the models refuse
@@ -27,7 +30,11 @@ try:
 
     _encode_valid: Callable[[Any], bytes] = msgspec.json.Encoder().encode
     _ENCODE_ERRORS = (TypeError, ValueError, msgspec.EncodeError)
+    # It also parses a 3 KB order in about 60% of pydantic_core's time, and refuses what Klar could not
+    # store (NaN, numbers beyond a double, half surrogate pairs): the check of a line sent unvalidated.
+    _decode_object = msgspec.json.Decoder().decode
 except ImportError:  # Airflow 2 without msgspec
+    _decode_object = None
 
     def _encode_valid(record: Any) -> bytes:
         return _dumps(record).encode()
@@ -48,15 +55,24 @@ class ValidatorLike(Protocol):
 
     def validate(self, record: Any) -> ValidatedLike: ...
 
+    def validate_json(self, data: bytes) -> ValidatedLike | None: ...
+
 
 class SourceLike(Protocol):
     """What :class:`~airflow_provider_klar.upload.sources.SourceRecord` offers."""
 
-    position: int
-    source: str
-    line: int | None
-    record: Any
-    error: str | None
+    @property
+    def position(self) -> int: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def line(self) -> int | None: ...
+    @property
+    def record(self) -> Any: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def raw(self) -> str | bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +172,18 @@ def make_preparer(
     # Only resources keyed by more than the id pay for computing a key per record.
     multi_key = key_fields if len(key_fields) > 1 or (key_fields and key_fields[0] != id_field) else None
     id_pattern = re.compile(rf'"{re.escape(id_field)}"\s*:\s*"([^"\\]{{1,200}})"')
+    one_pass = _one_pass(validator, id_field, multi_key)
 
     def prepare(src: SourceLike) -> PreparedRecord:
         try:
+            if src.record is UNPARSED:
+                line: bytes = src.raw.strip()  # type: ignore[union-attr,assignment]  # bytes when lazy
+                if one_pass is not None and (max_raw is None or len(line) <= max_raw):
+                    done = one_pass(line)
+                    if done is not None:
+                        return done
+                # Not something the one pass vouches for: read the line as an eager reader would.
+                src = parsed(src)
             if src.error is not None:
                 # The id of a line cut short can often still be read, so the rejected file can name it.
                 raw_text = getattr(src, "raw", None)
@@ -201,6 +226,59 @@ def make_preparer(
             )
 
     return prepare
+
+
+def _one_pass(
+    validator: ValidatorLike | None, id_field: str, multi_key: tuple[str, ...] | None
+) -> Callable[[bytes], PreparedRecord | None] | None:
+    """Return the step for a line read unparsed: one pass over its bytes, and the bytes sent as read.
+
+    It returns ``None`` for a line it cannot vouch for (not a JSON object, an invalid record, a line of
+    the provider's rejected file...); the caller then parses the line and takes the usual path, which
+    says what is wrong. ``None`` when there is no such step (unvalidated records without msgspec).
+    """
+    prepared = PreparedRecord
+    if validator is not None:
+        validate_json = validator.validate_json
+
+        def checked(line: bytes) -> PreparedRecord | None:
+            result = validate_json(line)
+            if result is None or (
+                "record" in result.unknown_fields and _rejected_layout(result.unknown_fields)
+            ):
+                # A line of the provider's rejected file stands for its record: the reader unwraps it.
+                return None
+            out = result.record
+            if out is None or result.errors:
+                return prepared(None, result.id, result.errors, result.warnings, result.unknown_fields)
+            key = None if multi_key is None else key_of(out, multi_key)
+            return prepared(line, result.id, (), result.warnings, result.unknown_fields, key)
+
+        return checked
+    decode = _decode_object
+    if decode is None:
+        return None
+
+    def unchecked(line: bytes) -> PreparedRecord | None:
+        # A line the decoder takes is valid JSON without non-finite numbers: exactly what encoding the
+        # parsed dict again would send, whitespace aside.
+        if line.count(b"[") + line.count(b"{") >= MAX_DEPTH:
+            return None  # maybe nested deeper than the reader takes (the decoder goes further)
+        try:
+            record = decode(line)
+        except Exception:  # the usual path parses it again and says why
+            return None
+        if type(record) is not dict or ("record" in record and _rejected_layout(record)):
+            return None
+        value = record.get(id_field)
+        key = None if multi_key is None else key_of(record, multi_key)
+        return prepared(line, None if value is None else str(value), key=key)
+
+    return unchecked
+
+
+def _rejected_layout(keys: Any) -> bool:
+    return all(key in keys for key in _REJECTED_KEYS)
 
 
 def _safe_id(record: Any, id_field: str) -> str | None:

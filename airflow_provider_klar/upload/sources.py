@@ -296,6 +296,7 @@ def iter_stream(
     start: int = 0,
     resource: str = "orders",
     api_version: str | None = None,
+    lazy: bool = False,
 ) -> Iterator[SourceRecord]:
     """Read one open binary stream record by record.
 
@@ -306,6 +307,7 @@ def iter_stream(
     :param start: The position of the first record (the count of records read from earlier files).
     :param resource: The Klar resource, used by CSV to type its columns.
     :param api_version: The API version, used by CSV to type its columns (default: the resource's).
+    :param lazy: Hand on JSON Lines lines unparsed (see :func:`~._json.iter_json_lines`).
     """
     fmt = _FORMAT_ALIASES.get(file_format, file_format)
     if fmt not in FORMATS:
@@ -314,7 +316,7 @@ def iter_stream(
         return iter_parquet(stream, source, start)
     body: IO[bytes] = gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream  # type: ignore[assignment]
     if fmt == "jsonl":
-        return iter_json_lines(body, source, start)
+        return iter_json_lines(body, source, start, lazy=lazy)
     if fmt == "json":
         return iter_json_array(body, source, start)
     return iter_csv(body, source, start, resource, api_version)
@@ -341,13 +343,20 @@ class FileSource(Iterator[SourceRecord]):
     :param plan: The files with their format, gzip flag and version (size and change marker), in order.
     :param resource: The Klar resource (types CSV columns).
     :param api_version: Its API version (types CSV columns).
+    :param lazy: Hand on JSON Lines lines unparsed (see :func:`~._json.iter_json_lines`).
     """
 
     def __init__(
-        self, plan: list[tuple[Any, str, bool, str]], resource: str, api_version: str | None
+        self,
+        plan: list[tuple[Any, str, bool, str]],
+        resource: str,
+        api_version: str | None,
+        *,
+        lazy: bool = False,
     ) -> None:
         self._plan = plan
-        self._records = _iter_files([(p, fmt, gz) for p, fmt, gz, _ in plan], resource, api_version)
+        files = [(p, fmt, gz) for p, fmt, gz, _ in plan]
+        self._records = _iter_files(files, resource, api_version, lazy=lazy)
 
     @property
     def files(self) -> list[str]:
@@ -399,6 +408,7 @@ def iter_path(
     resource: str = "orders",
     conn_id: str | None = None,
     api_version: str | None = None,
+    lazy: bool = False,
 ) -> FileSource:
     """Read every file of ``path`` (see :func:`resolve_paths`) record by record, in order.
 
@@ -412,6 +422,9 @@ def iter_path(
     :param resource: The Klar resource; CSV is allowed only for flat ones and typed by its model.
     :param conn_id: The Airflow connection for the object storage, when the URL does not name one.
     :param api_version: The API version whose model types the CSV columns (default: the resource's).
+    :param lazy: Hand on the lines of JSON Lines files unparsed, their record
+        :data:`~._record.UNPARSED` and their bytes in ``raw`` (the upload checks them in one pass; see
+        :func:`~._record.parsed` for the dict).
     :raises KlarSourceNotFoundError: When nothing matches (yet).
     :raises KlarConfigurationError: When a format is unknown, or CSV is used for a nested resource.
     """
@@ -421,7 +434,7 @@ def iter_path(
     for p, fmt, gzipped, _ in plan:
         if fmt == "parquet":
             check_parquet(gzipped, display_name(p))
-    return FileSource(plan, resource, api_version)
+    return FileSource(plan, resource, api_version, lazy=lazy)
 
 
 def _open(path: Any) -> IO[bytes]:
@@ -441,7 +454,7 @@ def _open(path: Any) -> IO[bytes]:
 
 
 def _iter_files(
-    plan: list[tuple[Any, str, bool]], resource: str, api_version: str | None
+    plan: list[tuple[Any, str, bool]], resource: str, api_version: str | None, *, lazy: bool
 ) -> Generator[SourceRecord, None, None]:
     position = 0
     for number, (path, fmt, gzipped) in enumerate(plan):
@@ -457,6 +470,7 @@ def _iter_files(
                     start=position,
                     resource=resource,
                     api_version=api_version,
+                    lazy=lazy,
                 ):
                     position += 1
                     yield item

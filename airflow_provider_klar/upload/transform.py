@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from airflow_provider_klar.upload._record import SourceRecord, cut
+from airflow_provider_klar.upload._record import SourceRecord, cut, parsed
 
 __all__ = ["TRANSFORM_FAILED", "TransformedSource", "apply_transform"]
 
@@ -63,7 +63,7 @@ class TransformedSource(Iterator[SourceRecord]):
         return self
 
     def __next__(self) -> SourceRecord:
-        src = next(self._source)
+        src = parsed(next(self._source))  # a JSON Lines line read lazily is parsed here
         if src.error is not None:
             return src  # nothing to transform: it was not read
         try:

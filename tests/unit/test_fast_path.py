@@ -82,11 +82,31 @@ def mixed_lines(version: str) -> list[bytes]:
     add(_order(version, 13), indent=1)  # valid, but spread over lines: every line is malformed
     lines.append(b"   ")  # blank: skipped
     add(_order(version, 14))
+    # Hostile lines, for the one pass over the bytes of a line read lazily.
+    deep = _order(version, 15)
+    deep["extra"] = json.loads("[" * 150 + "]" * 150)
+    add(deep)  # deep, but within the limit
+    for levels in (250, 1000):
+        too_deep = _order(version, 16)
+        too_deep["extra"] = {"x": 1}
+        lines.append(json.dumps(too_deep).replace('{"x": 1}', "[" * levels + "]" * levels).encode())
+    lines.append(b'{"id": "ORD-SUR", "note": "\\ud800"}')  # half a surrogate pair
+    lines.append(json.dumps(_order(version, 17)).encode().replace(b'"id": "', b'"id": "\xff', 1))  # not UTF-8
+    lines.append(b"\xef\xbb\xbf" + json.dumps(_order(version, 18)).encode())  # a BOM inside the file
+    tab = _order(version, 19)
+    lines.append(json.dumps(tab).encode().replace(b'"id": "', b'"id": "\t', 1))  # raw tab in a string
+    twice = _order(version, 20)
+    lines.append(json.dumps(twice)[:-1].encode() + b', "id": "ORD-TWICE"}')  # a key twice: the last wins
+    lines.append(json.dumps(_order(version, 21))[:-1].encode() + b', "createdAt": "soon"}')  # twice, bad
+    wrapped = {"position": 3, "source": "/d/o.jsonl", "line": 4, "id": "ORD-22", "origin": "local"}
+    add({**wrapped, "errors": [{"field": "", "message": ""}], "record": _order(version, 22)})  # rejected file
+    add({**wrapped, "errors": [], "record": json.dumps(_order(version, 23))})  # ...holding text
+    lines.append(b"  " + json.dumps(_order(version, 24)).encode() + b" \r")  # padded
     return lines
 
 
-def _read(data: bytes) -> list[Any]:
-    return list(iter_json_lines(io.BytesIO(data), "/d/o.jsonl", 0))
+def _read(data: bytes, *, lazy: bool = False) -> list[Any]:
+    return list(iter_json_lines(io.BytesIO(data), "/d/o.jsonl", 0, lazy=lazy))
 
 
 def _without_raw(records: list[Any]) -> list[Any]:
@@ -112,14 +132,10 @@ def test_fast_and_slow_paths_prepare_the_same_outcomes(version: str, strict: boo
     prepare = make_preparer(validator, "id")
     fast = [prepare(r) for r in fast_records]
     slow = [prepare(r) for r in slow_records]
-    assert len(fast) == len(slow) > 20
-    for one, other in zip(fast, slow, strict=True):
-        assert (one.encoded is None) == (other.encoded is None)
-        assert one.id == other.id
-        assert one.errors == other.errors
-        assert one.warnings == other.warnings
-        assert one.unknown_fields == other.unknown_fields
-        assert _decoded(one) == _decoded(other)
+    one_pass = [prepare(r) for r in _read(data, lazy=True)]
+    assert len(fast) == len(slow) == len(one_pass) > 30
+    _assert_same(fast, slow)
+    _assert_same(one_pass, slow)
     # The mix covers what it claims: sent and refused records, warnings, unknown fields, malformed lines.
     assert sum(p.encoded is not None for p in fast) >= 6
     assert sum(p.encoded is None for p in fast) >= 8
@@ -134,6 +150,27 @@ def test_fast_and_slow_paths_prepare_the_same_outcomes(version: str, strict: boo
         if p.encoded is not None:
             assert b'"payment_gateway_name"' not in p.encoded
             assert b'"order_name"' not in p.encoded
+
+
+def _assert_same(prepared: list[PreparedRecord], expected: list[PreparedRecord]) -> None:
+    for number, (one, other) in enumerate(zip(prepared, expected, strict=True), 1):
+        assert (one.encoded is None) == (other.encoded is None), number
+        assert one.id == other.id, number
+        assert one.errors == other.errors, number
+        assert one.warnings == other.warnings, number
+        assert one.unknown_fields == other.unknown_fields, number
+        assert _decoded(one) == _decoded(other), number
+
+
+@pytest.mark.parametrize("version", ["07.2025", "12.2022"])
+def test_unchecked_lines_read_lazily_prepare_as_parsed_ones(version: str) -> None:
+    data = b"\n".join(mixed_lines(version)) + b"\n"
+    prepare = make_preparer(None, "id")
+    one_pass = [prepare(r) for r in _read(data, lazy=True)]
+    parsed_first = [prepare(r) for r in _read(data)]
+    _assert_same(one_pass, parsed_first)
+    assert sum(p.encoded is not None for p in one_pass) >= 15
+    assert any("Cannot be sent as JSON" in e.message for p in one_pass for e in p.errors)  # 1e400
 
 
 class RecordingSender:
@@ -169,6 +206,13 @@ def test_an_upload_sends_and_rejects_the_same_whichever_path(version: str) -> No
     data = b"\n".join(mixed_lines(version)) + b"\n"
     fast_sent, fast_rejected, fast_tally = _upload(_read(data), version)
     slow_sent, slow_rejected, slow_tally = _upload(_without_raw(_read(data)), version)
+    lazy_sent, lazy_rejected, lazy_tally = _upload(_read(data, lazy=True), version)
+    assert sorted(lazy_sent, key=json.dumps) == sorted(slow_sent, key=json.dumps)
+    assert sorted((r.ordinal, r.id, r.errors, str(r.record)) for r in lazy_rejected) == sorted(
+        (r.ordinal, r.id, r.errors, str(r.record)) for r in slow_rejected
+    )
+    assert lazy_tally.to_state()["records"] == slow_tally.to_state()["records"]
+    assert lazy_tally.accepted == slow_tally.accepted
     # Batches may be answered in any order, so compare what was sent as a sorted list.
     assert sorted(fast_sent, key=json.dumps) == sorted(slow_sent, key=json.dumps)
     assert len(fast_sent) >= 6
@@ -249,3 +293,25 @@ def test_an_upload_sends_a_record_that_fits_only_once_its_whitespace_is_gone() -
     result = UploadEngine(settings, sender, validator=RecordValidator("orders", "07.2025")).run(records)
     assert result.tally.accepted == 1
     assert [json.loads(part) for part in sender.sent] == [order]
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_cogs_lines_read_lazily_keep_their_key_and_their_errors(checked: bool) -> None:
+    lines = [
+        b'{"orderId": "O-1", "lineItemId": "L-1", "productCogs": 2.5}',
+        b'{"orderId": "O-1", "sku": "S-1", "productCogs": 3}',
+        b'{"orderId": "O-2", "productCogs": 3}',  # neither lineItemId nor sku
+        b'{"orderId": "O-3", "sku": "S-3", "productCogs": -1}',
+        b'{"orderId": "O-4", "sku": "S-4", "productCogs": 1, "note": "unknown"}',
+        b'{"order_id": "O-5", "sku": "S-5", "productCogs": 1}',
+    ]
+    data = b"\n".join(lines) + b"\n"
+    validator = RecordValidator("cogs", "12.2022") if checked else None
+    prepare = make_preparer(validator, "orderId", key_fields=("orderId", "lineItemId", "sku"))
+    one_pass = [prepare(r) for r in _read(data, lazy=True)]
+    _assert_same(one_pass, [prepare(r) for r in _read(data)])
+    assert [p.key for p in one_pass[:2]] == [("O-1", "L-1", None), ("O-1", None, "S-1")]
+    if checked:
+        assert [p.encoded is None for p in one_pass] == [False, False, True, True, False, False]
+        assert one_pass[4].unknown_fields == ("note",)
+        assert one_pass[5].key == ("O-5", None, "S-5")  # renamed to orderId before it is sent
