@@ -3,7 +3,7 @@
 The record validator's fast paths (see :mod:`~airflow_provider_klar.models.validation`) run one of these
 per record. Both report unknown keys as ``extra_forbidden`` errors, so finding them needs no Python walk:
 
-- :func:`python_checker` checks a dict already in memory;
+- :func:`python_checker` checks a dict already in memory (its output is not used);
 - :func:`json_checker` parses and checks the raw bytes of one JSON object in the same Rust pass, and
   builds the plain dict of what it read (camelCase keys, JSON values), nothing more.
 """
@@ -24,44 +24,15 @@ _CONFIG = core_schema.CoreConfig(
 )
 
 
-def _forbid_extras(node: Any, shadows: dict[type, type]) -> Any:
-    """Return a copy of a core schema that rejects unknown keys, model instances and Decimals.
-
-    Every model's ``cls`` becomes a plain shadow class nobody else instantiates, so a model instance
-    nested in a dict fails here (and takes the slow path, which dumps it) instead of being passed on;
-    likewise a float field refuses a Decimal here, which the model itself takes and makes a float.
-    """
-    if isinstance(node, list):
-        return [_forbid_extras(n, shadows) for n in node]
-    if not isinstance(node, dict):
-        return node
-    new = {key: _forbid_extras(value, shadows) for key, value in node.items()}
-    if (node.get("metadata") or {}).get(PYTHON_ONLY):
-        # A Decimal passes a strict float but cannot be sent as it is: refuse it here, so it is dumped.
-        return core_schema.chain_schema([core_schema.is_instance_schema(float), new])
-    if node.get("type") == "model":
-        cls = node["cls"]
-        if cls not in shadows:
-            shadows[cls] = type(f"_Checked{cls.__name__}", (), {"__module__": __name__})
-        new["cls"] = shadows[cls]
-        # Names off: a snake_case key is then reported like an unknown one, and such records dumped.
-        new["config"] = {
-            **node.get("config", {}),
-            "extra_fields_behavior": "forbid",
-            "validate_by_name": False,
-        }
-    elif node.get("type") == "model-fields":
-        new["extra_behavior"] = "forbid"
-    return new
-
-
 @functools.cache
 def python_checker(model: type[BaseModel]) -> SchemaValidator:
     """Return a validator of ``model`` for dicts that reports unknown keys as ``extra_forbidden`` errors.
 
     :param model: A Klar model.
     """
-    return SchemaValidator(_forbid_extras(model.__pydantic_core_schema__, {}), _CONFIG)
+    # Plain dicts rather than model instances: nothing reads the output, and building instances costs
+    # a fifth more. A model instance nested in the dict is refused (it is not a dict), so it is dumped.
+    return SchemaValidator(_as_dicts(model.__pydantic_core_schema__, json=False), _CONFIG)
 
 
 class _AsModel:
@@ -92,24 +63,29 @@ def _on_dicts(function: Callable[..., Any], model: type[BaseModel], with_info: b
     return check
 
 
-def _as_dicts(node: Any) -> Any:
-    """Return a copy of a core schema that validates JSON into plain dicts keyed by the JSON names.
+def _as_dicts(node: Any, *, json: bool) -> Any:
+    """Return a copy of a core schema that validates into plain dicts keyed by the JSON names.
 
-    Each model becomes a typed dict whose keys are the camelCase names, fields with a default become
-    optional keys without the default (a dict holds only what the record holds), and unknown keys are
-    ``extra_forbidden``. A model's after-validators see the dict through :class:`_AsModel`.
+    Each model becomes a typed dict whose keys are the camelCase names (so snake_case names are unknown
+    keys), fields with a default become optional keys without the default (a dict holds only what the
+    record holds), and unknown keys are ``extra_forbidden``. A model's after-validators see the dict
+    through :class:`_AsModel`. For Python input (``json=False``) a float field refuses a Decimal, which
+    the model itself would take and make a float: such a record must be dumped, not sent as it is.
     """
     if isinstance(node, list):
-        return [_as_dicts(n) for n in node]
+        return [_as_dicts(n, json=json) for n in node]
     if not isinstance(node, dict):
         return node
     kind = node.get("type")
+    if not json and (node.get("metadata") or {}).get(PYTHON_ONLY):
+        return core_schema.chain_schema([core_schema.is_instance_schema(float), node])
     if kind == "function-after" and node["schema"].get("type") == "model":
         function = node["function"]
         with_info = function["type"] == "with-info"
         wrapped = _on_dicts(function["function"], node["schema"]["cls"], with_info)
-        return {**node, "function": {**function, "function": wrapped}, "schema": _as_dicts(node["schema"])}
-    if kind == "union" and [choice.get("type") for choice in node["choices"]] == ["int", "float"]:
+        inner = _as_dicts(node["schema"], json=json)
+        return {**node, "function": {**function, "function": wrapped}, "schema": inner}
+    if json and kind == "union" and [choice.get("type") for choice in node["choices"]] == ["int", "float"]:
         # A Klar number (see ``_base.number``): in JSON a strict float takes ints too, with the same
         # bounds, and one schema is quicker than trying two. The dict may then hold 5.0 for 5: it is
         # read for its numbers, never sent (the line's own bytes are).
@@ -121,10 +97,17 @@ def _as_dicts(node: Any) -> Any:
             if schema.get("type") == "default":
                 schema, required = schema["schema"], False
             key = field.get("validation_alias") or name
-            fields[key] = core_schema.typed_dict_field(_as_dicts(schema), required=required)
-        typed = core_schema.typed_dict_schema(fields, extra_behavior="forbid", ref=node.get("ref"))
+            fields[key] = core_schema.typed_dict_field(_as_dicts(schema, json=json), required=required)
+        # The model's config (strict: no "true" for a bool, no "5" for a number) goes along.
+        config = {**node.get("config", {}), "extra_fields_behavior": "forbid"}
+        typed = core_schema.typed_dict_schema(
+            fields,
+            extra_behavior="forbid",
+            ref=node.get("ref"),
+            config=config,  # type: ignore[arg-type]
+        )
         return {key: value for key, value in typed.items() if value is not None}
-    return {key: _as_dicts(value) for key, value in node.items()}
+    return {key: _as_dicts(value, json=json) for key, value in node.items()}
 
 
 @functools.cache
@@ -137,4 +120,6 @@ def json_checker(model: type[BaseModel]) -> SchemaValidator:
     :param model: A Klar model.
     """
     # Caching only the keys (which repeat in every record) is quicker than caching every short string.
-    return SchemaValidator(_as_dicts(model.__pydantic_core_schema__), {**_CONFIG, "cache_strings": "keys"})
+    return SchemaValidator(
+        _as_dicts(model.__pydantic_core_schema__, json=True), {**_CONFIG, "cache_strings": "keys"}
+    )

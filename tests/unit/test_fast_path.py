@@ -102,6 +102,15 @@ def mixed_lines(version: str) -> list[bytes]:
     add({**wrapped, "errors": [{"field": "", "message": ""}], "record": _order(version, 22)})  # rejected file
     add({**wrapped, "errors": [], "record": json.dumps(_order(version, 23))})  # ...holding text
     lines.append(b"  " + json.dumps(_order(version, 24)).encode() + b" \r")  # padded
+    lax = _order(version, 25)
+    lax["customer"]["isNewsletterSubscriberAtTimeOfCheckout"] = "true"
+    add(lax)  # a string for a bool: strict models refuse it
+    lax = _order(version, 26)
+    lax["lineItems"][0]["quantity"] = "2"
+    add(lax)  # a string for a number
+    lax = _order(version, 27)
+    lax["orderNumber"] = 27
+    add(lax)  # a number for a string
     return lines
 
 
