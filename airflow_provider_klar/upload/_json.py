@@ -13,6 +13,7 @@ A line in the layout of the provider's own rejected file (``position``, ``source
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
@@ -110,9 +111,9 @@ def iter_json_lines(
     position = start
     number = 0
     try:
-        # Iterating a binary file yields bytes lines at C speed; each is decoded on its own, so a bad
+        # Lines come at C speed from blocks of 1 MiB (see lines); each is decoded on its own, so a bad
         # byte costs its line only and every line number stays true.
-        for number, line in enumerate(stream, 1):
+        for number, line in enumerate(lines(stream), 1):
             if line.isspace():
                 continue
             if not lazy:
@@ -124,6 +125,32 @@ def iter_json_lines(
             position += 1
     except STREAM_ERRORS as exc:
         raise stream_error(source, number, position, exc) from exc
+
+
+#: Bytes read at a time. Each read releases the GIL, which the threads sending batches then take:
+#: reading in the 8 KiB a file object buffers (two or three orders) cost 15 to 25% more CPU per record.
+_BLOCK = 1 << 20
+
+
+def lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Yield the lines of ``stream`` as iterating it would (``\n`` kept, the last one maybe without).
+
+    Reads with ``read1`` where the stream has it (one read of the storage or the gzip stream per call),
+    so that what was read before a failing read is still yielded.
+    """
+    read = getattr(stream, "read1", None) or stream.read
+    rest = b""
+    while block := read(_BLOCK):
+        # BytesIO shares the bytes it is given and splits lines in C.
+        for line in io.BytesIO(rest + block if rest else block):
+            if not line.endswith(b"\n"):
+                rest = line  # cut by the block's end: completed by the next block
+                break
+            yield line
+        else:
+            rest = b""
+    if rest:
+        yield rest
 
 
 def parse_json_line(line: bytes, number: int, position: int, source: str) -> SourceRecord:

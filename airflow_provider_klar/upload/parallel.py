@@ -33,6 +33,7 @@ from multiprocessing.pool import AsyncResult, Pool
 from typing import Any
 
 from airflow_provider_klar.upload._json import BOM, STREAM_ERRORS, stream_error
+from airflow_provider_klar.upload._json import lines as lines_of
 from airflow_provider_klar.upload._record import UNPARSED, SourceRecord, parsed
 from airflow_provider_klar.upload.prepare import PreparedRecord
 from airflow_provider_klar.upload.settings import LogLike
@@ -326,7 +327,7 @@ class ParallelReader:
             number = 0
             broken = None
             try:
-                for number, line in enumerate(stream, 1):
+                for number, line in enumerate(lines_of(stream), 1):
                     if line.isspace():
                         continue
                     chunk.append((number, line))
