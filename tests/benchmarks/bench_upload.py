@@ -13,6 +13,8 @@ transaction costs) go to a local server that waits 50 ms per request and parses 
   (parsing and validation in one Rust pass). The CPU target is measured against it.
 - ``engine``: the operator's upload engine with the operator's defaults (JSON Lines, local validation,
   pitfall warnings and unknown-field reports, batches of 1000, ``max_concurrency=4``) through ``KlarHook``.
+- ``engine-1cpu``: the same with its process pinned to one CPU (``sched_setaffinity``), for how the
+  figures scale from one core to two.
 - ``engine-no-val``: the same with ``validate_locally=False``.
 - ``engine-2proc``: the same with ``validation_workers=2`` (workers' CPU included: the child stops the
   forkserver before reading ``RUSAGE_CHILDREN``).
@@ -66,6 +68,7 @@ TARGETS = (
 
 #: Further ratios, printed for information: (ratio key, label).
 INFO = (
+    ("throughput_engine_vs_1cpu", "throughput, engine on 2 cores / on 1 core"),
     ("cpu_2proc_vs_floor", "client CPU per record, engine-2proc / floor"),
     ("throughput_2proc_vs_naive", "throughput, engine-2proc / naive"),
     ("cpu_list_vs_floor", "client CPU per record, engine-list / floor"),
@@ -256,6 +259,16 @@ def child_engine(folder: str, url: str) -> dict[str, Any]:
     return _engine(url, _path_source(Path(folder, "orders.jsonl")))
 
 
+def child_engine_1cpu(folder: str, url: str) -> dict[str, Any]:
+    """The engine with defaults, its process pinned to one CPU: how the figures scale from 1 core to 2."""
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        return _engine(url, _path_source(Path(folder, "orders.jsonl")))
+    finally:  # (the smoke test runs the scenarios in its own process)
+        os.sched_setaffinity(0, cpus)
+
+
 def child_engine_no_val(folder: str, url: str) -> dict[str, Any]:
     """The engine with ``validate_locally=False``: what streaming and concurrency alone cost."""
     return _engine(url, _path_source(Path(folder, "orders.jsonl")), validate=False)
@@ -298,6 +311,7 @@ CHILDREN: dict[str, Callable[[str, str], dict[str, Any]]] = {
     "script": child_script,
     "floor": child_floor,
     "engine": child_engine,
+    "engine-1cpu": child_engine_1cpu,
     "engine-no-val": child_engine_no_val,
     "engine-2proc": child_engine_2proc,
     "engine-list": child_engine_list,
@@ -405,6 +419,7 @@ def ratios(rows: list[dict[str, Any]], main_size: int) -> dict[str, float]:
         "cpu_engine_vs_floor": ("cpu_us_per_record", "engine", "floor"),
         "throughput_engine_vs_naive": ("records_per_s", "engine", "naive"),
         "throughput_no_val_vs_script": ("records_per_s", "engine-no-val", "script"),
+        "throughput_engine_vs_1cpu": ("records_per_s", "engine", "engine-1cpu"),
         "cpu_2proc_vs_floor": ("cpu_us_per_record", "engine-2proc", "floor"),
         "throughput_2proc_vs_naive": ("records_per_s", "engine-2proc", "naive"),
         "cpu_list_vs_floor": ("cpu_us_per_record", "engine-list", "floor"),
@@ -424,27 +439,63 @@ def ratios(rows: list[dict[str, Any]], main_size: int) -> dict[str, float]:
     return out
 
 
-def print_table(result: dict[str, Any]) -> None:
-    """Print the rows (a Markdown table) and the ratios with their targets."""
-    print("| scenario | records | wall s | records/s | CPU s | CPU µs/record | peak RSS MB |")
-    print("|---|--:|--:|--:|--:|--:|--:|")
+def markdown(result: dict[str, Any]) -> list[str]:
+    """Return the rows and the ratios against the targets as Markdown tables (what ``--readme`` writes)."""
+    lines = [
+        "| scenario | records | wall s | records/s | CPU s | CPU µs/record | peak RSS MB |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
     for r in result["rows"]:
-        print(
+        lines.append(
             f"| {r['scenario']} | {r['records']:,} | {r['wall_s']:.2f} | {r['records_per_s']:,.0f} "
             f"| {r['cpu_s']:.2f} | {r['cpu_us_per_record']:.1f} | {r['peak_rss_mb']:.0f} |"
         )
     q = result["ratios"]
-    print()
+    lines += ["", "| ratio | measured | target |", "|---|--:|--:|"]
     for key, label, op, bound in TARGETS:
+        unit = " MB" if key.endswith("_mb") else "x"
         if key not in q:
-            print(f"{label:<46} (not measured in this run)")
+            lines.append(f"| {label} | not measured | {op} {bound:g}{unit} |")
             continue
         met = q[key] <= bound if op == "<=" else q[key] >= bound if op == ">=" else q[key] < bound
-        unit = " MB" if key.endswith("_mb") else "x"
-        print(f"{label:<46} {q[key]:>7.2f}{unit}  target {op} {bound:g}{unit}: {'met' if met else 'NOT met'}")
+        verdict = "met" if met else "NOT met"
+        lines.append(f"| {label} | {q[key]:.2f}{unit} | {op} {bound:g}{unit}, {verdict} |")
     for key, label in INFO:
         if key in q:
-            print(f"{label:<46} {q[key]:>7.2f}x")
+            lines.append(f"| {label} | {q[key]:.2f}x | |")
+    return lines
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """Print the rows and the ratios with their targets (Markdown)."""
+    print("\n".join(markdown(result)))
+
+
+#: The README's block of figures lies between these lines; ``--readme`` rewrites what is in between.
+README_START = "<!-- bench_upload:start -->"
+README_END = "<!-- bench_upload:end -->"
+
+
+def write_readme(path: Path, result: dict[str, Any], command: str) -> None:
+    """Replace the figures between :data:`README_START` and :data:`README_END` in ``path``.
+
+    :param path: The README.
+    :param result: What :func:`measure` returned.
+    :param command: The command that produced the figures, quoted above them.
+    """
+    text = path.read_text()
+    head, start, rest = text.partition(README_START)
+    _, end, tail = rest.partition(README_END)
+    if not (start and end):
+        raise SystemExit(f"{path} has no {README_START} ... {README_END} block to rewrite.")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    when = time.strftime("%Y-%m-%d", time.gmtime())
+    about = (
+        f"Figures of {when} (`{command}`) on a machine with {os.cpu_count()} cores, load average {load} "
+        "when the run ended:"
+    )
+    block = "\n".join(["", about, "", *markdown(result), ""])
+    path.write_text(head + start + block + "\n" + end + tail)
 
 
 def _sizes_from_env() -> tuple[int, tuple[int, ...]]:
@@ -468,6 +519,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--delay-ms", type=float, default=DELAY_MS)
     parser.add_argument("--skip", nargs="*", default=[], choices=list(CHILDREN), help="scenarios not to run")
     parser.add_argument("--in-process", action="store_true", help="smoke test: no child processes")
+    parser.add_argument("--readme", type=Path, help="rewrite this README's block of figures with the results")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "FOLDER", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args([] if argv is None else argv)
     if args.child:
@@ -477,6 +529,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     memory = tuple(args.memory_records) + ((MILLION,) if args.million and MILLION not in memory_sizes else ())
     result = measure(args.records, memory, args.delay_ms, skip=tuple(args.skip), in_process=args.in_process)
     print_table(result)
+    if args.readme is not None:
+        command = " ".join(["python -m tests.benchmarks.bench_upload", *(argv or [])])
+        write_readme(args.readme, result, command.replace(f" --readme {args.readme}", ""))
     return result
 
 

@@ -7,6 +7,8 @@ start is the slow part); the other ten scenarios and the memory row all run.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.benchmarks import bench_upload
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def test_the_upload_benchmark_runs_and_reports_its_figures(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # The in-process scenarios point klar_default at their server; undone after the test, so no later
     # test of the session inherits that connection.
@@ -45,6 +47,7 @@ def test_the_upload_benchmark_runs_and_reports_its_figures(
     assert set(result["ratios"]) == {
         "cpu_engine_vs_floor",
         "throughput_engine_vs_naive",
+        "throughput_engine_vs_1cpu",
         "throughput_no_val_vs_script",
         "cpu_list_vs_floor",
         "cpu_array_vs_floor",
@@ -54,8 +57,22 @@ def test_the_upload_benchmark_runs_and_reports_its_figures(
     }
     out = capsys.readouterr().out
     assert "| engine-csv | 120 |" in out
-    assert "throughput, engine / naive" in out
-    assert "target >= 4x" in out
-    assert "target <= 1.5x" in out
-    assert "target >= 0.5x" in out
-    assert "target < 100 MB" in out
+    assert "| throughput, engine / naive |" in out
+    assert "| >= 4x, " in out
+    assert "| <= 1.5x, " in out
+    assert "| >= 0.5x, " in out
+    assert "| < 100 MB, " in out
+
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"# Title\n\nbefore\n{bench_upload.README_START}\nold figures\n{bench_upload.README_END}\nafter\n"
+    )
+    bench_upload.write_readme(readme, result, "python -m tests.benchmarks.bench_upload --records 120")
+    text = readme.read_text()
+    assert "old figures" not in text
+    assert text.startswith("# Title\n\nbefore\n<!-- bench_upload:start -->\n")
+    assert text.endswith("<!-- bench_upload:end -->\nafter\n")
+    assert "(`python -m tests.benchmarks.bench_upload --records 120`)" in text
+    # The README gets exactly the tables the run printed.
+    assert "\n".join(bench_upload.markdown(result)) in text
+    assert "\n".join(bench_upload.markdown(result)) in out
