@@ -103,6 +103,17 @@ class _KlarJsonSchema(GenerateJsonSchema):
         return False
 
 
+#: The fields of a :class:`ValidatedRecord`, in order: what :meth:`RecordValidator.validate_json_fields`
+#: returns.
+_Fields = tuple[
+    "dict[str, Any] | None",
+    "str | None",
+    "tuple[FieldError, ...]",
+    "tuple[FieldError, ...]",
+    "tuple[str, ...]",
+]
+
+
 @dataclass(frozen=True, slots=True)
 class ValidatedRecord:
     """The outcome of validating one record locally.
@@ -278,6 +289,17 @@ class RecordValidator:
 
         :param data: The bytes of one JSON object (one line of a JSON Lines file).
         """
+        fields = self.validate_json_fields(data)
+        return None if fields is None else ValidatedRecord(*fields)
+
+    def validate_json_fields(self, data: bytes) -> _Fields | None:
+        """Do what :meth:`validate_json` does; return the result's fields as a tuple, not a result.
+
+        The upload calls this once per line: making a frozen result object would cost 5% of checking
+        an order. The tuple is ``(record, id, errors, warnings, unknown_fields)``.
+
+        :param data: The bytes of one JSON object.
+        """
         try:
             record = self._json_checker.validate_json(data)
         except ValidationError as exc:
@@ -294,8 +316,8 @@ class RecordValidator:
                 record = from_json(data, allow_inf_nan=False, cache_strings="keys")
             except ValueError:
                 return None
-            return self._finish(record, tuple(path_of(e["loc"]) for e in errors))
-        return self._finish(record, ())
+            return self._finish_fields(record, tuple(path_of(e["loc"]) for e in errors))
+        return self._finish_fields(record, ())
 
     def _slow(self, raw: dict[str, Any], errors: list[ErrorDetails]) -> ValidatedRecord:
         """Handle a record with unknown keys, snake_case names, nested models or errors."""
@@ -335,13 +357,16 @@ class RecordValidator:
         return self._finish(out, tuple(unknown))
 
     def _finish(self, out: dict[str, Any], unknown: tuple[str, ...]) -> ValidatedRecord:
+        return ValidatedRecord(*self._finish_fields(out, unknown))
+
+    def _finish_fields(self, out: dict[str, Any], unknown: tuple[str, ...]) -> _Fields:
         record_id = _best_id(out, self._id_field)
-        warnings: tuple[FieldError, ...] = ()
-        if self._pitfalls is not None:
-            warnings = tuple(self._pitfalls(out, record_id))
-        if warnings and self.strict:
-            return ValidatedRecord(None, record_id, warnings, (), unknown)
-        return ValidatedRecord(out, record_id, (), warnings, unknown)
+        warnings = self._pitfalls(out, record_id) if self._pitfalls is not None else None
+        if not warnings:
+            return (out, record_id, (), (), unknown)
+        if self.strict:
+            return (None, record_id, tuple(warnings), (), unknown)
+        return (out, record_id, (), tuple(warnings), unknown)
 
 
 def _restore_validator(resource: str, version: str, strict: bool) -> RecordValidator:

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 _S = TypeVar("_S")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per record read, and a frozen dataclass costs four times as much to make
+# (1.1 µs, 5% of validating an order). Nothing changes one after it is made.
+@dataclass(slots=True)
 class SourceRecord:
     """One record read from a source, or the reason one line of it could not be read.
 

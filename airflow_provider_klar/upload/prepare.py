@@ -75,7 +75,8 @@ class SourceLike(Protocol):
     def raw(self) -> str | bytes | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as SourceRecord: one is made per record, and nothing changes it after.
+@dataclass(slots=True)
 class PreparedRecord:
     """A record after the local checks.
 
@@ -239,20 +240,29 @@ def _one_pass(
     """
     prepared = PreparedRecord
     if validator is not None:
-        validate_json = validator.validate_json
+        # The tuple form of validate_json where the validator has it (RecordValidator): no result
+        # object per record.
+        fields = getattr(validator, "validate_json_fields", None)
+        if fields is None:
+
+            def fields(line: bytes) -> Any:
+                result = validator.validate_json(line)
+                if result is None:
+                    return None
+                return (result.record, result.id, result.errors, result.warnings, result.unknown_fields)
 
         def checked(line: bytes) -> PreparedRecord | None:
-            result = validate_json(line)
-            if result is None or (
-                "record" in result.unknown_fields and _rejected_layout(result.unknown_fields)
-            ):
+            result = fields(line)
+            if result is None:
+                return None
+            out, record_id, errors, warnings, unknown = result
+            if "record" in unknown and _rejected_layout(unknown):
                 # A line of the provider's rejected file stands for its record: the reader unwraps it.
                 return None
-            out = result.record
-            if out is None or result.errors:
-                return prepared(None, result.id, result.errors, result.warnings, result.unknown_fields)
+            if out is None or errors:
+                return prepared(None, record_id, errors, warnings, unknown)
             key = None if multi_key is None else key_of(out, multi_key)
-            return prepared(line, result.id, (), result.warnings, result.unknown_fields, key)
+            return prepared(line, record_id, (), warnings, unknown, key)
 
         return checked
     decode = _decode_object
