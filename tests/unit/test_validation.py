@@ -457,3 +457,61 @@ def test_refund_ids_and_unknown_fields() -> None:
     result = REFUNDS.validate({"id": "R1", "orderId": "1", "lineItems": [{"lineItemId": "a", "amount": 5}]})
     assert result.id == "R1"
     assert sorted(result.unknown_fields) == ["lineItems.0.amount", "orderId"]
+
+
+def test_validate_json_agrees_with_validate_on_what_it_vouches_for() -> None:
+    from airflow_provider_klar.sandbox.fake_data import fake_orders
+
+    validator = RecordValidator("orders", "07.2025")
+    for order in fake_orders(20, seed=11):
+        data = json.dumps(order).encode()
+        one_pass = validator.validate_json(data)
+        assert one_pass is not None
+        assert one_pass == validator.validate(order)
+        assert validator.validate_json_fields(data) == (
+            one_pass.record,
+            one_pass.id,
+            one_pass.errors,
+            one_pass.warnings,
+            one_pass.unknown_fields,
+        )
+    unknown = validator.validate_json(b'{"id": "A-1", "createdAt": 1700000000, "note": {"x": [1, null]}}')
+    assert unknown is not None
+    assert unknown.valid
+    assert unknown.unknown_fields == ("note",)
+    assert unknown.record == {"id": "A-1", "createdAt": 1700000000, "note": {"x": [1, None]}}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"id": 1}',  # invalid: validate() words the error
+        b'{"id": "A-1", "created_at": 1700000000}',  # a snake_case name: sent renamed, not as read
+        b'{"id": "A-1", "customer": {"isNewsletterSubscriberAtTimeOfCheckout": "true"}}',  # lax value
+        b'{"id": "A-1", "note": 1e400}',  # a number JSON cannot carry
+        b'{"id": "A-1", "note": NaN}',
+        b"[1, 2]",
+        b'{"id": "A-1"',
+        b'\xef\xbb\xbf{"id": "A-1"}',
+    ],
+)
+def test_validate_json_leaves_what_it_cannot_vouch_for_to_validate(data: bytes) -> None:
+    assert RecordValidator("orders", "07.2025").validate_json(data) is None
+
+
+def test_validate_json_reports_pitfalls_as_warnings_or_errors_when_strict() -> None:
+    from airflow_provider_klar.sandbox.fake_data import fake_orders
+
+    order = next(fake_orders(1, seed=3))
+    order["lineItems"][0]["totalAmountAfterTaxesAndDiscounts"] += 50
+    data = json.dumps(order).encode()
+    lenient = RecordValidator("orders", "07.2025").validate_json(data)
+    strict = RecordValidator("orders", "07.2025", strict=True).validate_json(data)
+    assert lenient is not None
+    assert strict is not None
+    assert lenient.valid
+    assert lenient.warnings
+    assert not lenient.errors
+    assert not strict.valid
+    assert strict.record is None
+    assert strict.errors == lenient.warnings
