@@ -133,7 +133,7 @@ def test_docstring_roles_become_markdown() -> None:
 
 def test_models_page_python_examples_run_as_shown() -> None:
     blocks = re.findall(r"```python\n(.*?)```", (DOCS / "models.md").read_text(), re.DOTALL)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     build, validate = ({} for _ in range(2))
     exec(blocks[0], build)  # the page's own code, unchanged
     dumped = build["order"].model_dump(mode="json", by_alias=True, exclude_unset=True)
@@ -143,6 +143,11 @@ def test_models_page_python_examples_run_as_shown() -> None:
     assert [str(e) for e in validate["result"].errors] == [
         "lineItems.0.taxes.0.taxRate: 19 looks like a percentage, send 0.19"
     ]
+    # The validate_json example continues the validate one, each line's comment saying what it gives.
+    for line in blocks[2].strip().splitlines():
+        code, _, shown = line.partition("  # ")
+        expected = shown.split(":")[0]
+        assert repr(eval(code, validate)) == expected, line
 
 
 def test_operator_page_lists_every_argument_with_its_default() -> None:
