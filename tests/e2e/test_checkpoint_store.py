@@ -15,17 +15,11 @@ from typing import Any
 import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_orders
-from tests.e2e import test_upload
-from tests.e2e.test_upload import (
-    ScriptedKlar,
-    run_dag,
-    summary_of,
-    task_instances,
-    write_jsonl,
-)
+from tests.e2e import _dags
+from tests.e2e._dags import ScriptedKlar, run_upload, summary_of, task_instances, write_jsonl
 
-# The scripted Klar of the resume tests, as a fixture of this module too.
-scripted_klar = test_upload.scripted_klar
+# The scripted Klar of the resume tests, as a fixture of this module.
+scripted_klar = _dags.scripted_klar
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -53,7 +47,6 @@ def test_the_default_checkpoint_lives_in_the_task_state_store_and_a_retry_resume
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
     from airflow_provider_klar.upload.checkpoint import (
         TaskStateCheckpoint,
         VariableCheckpoint,
@@ -75,18 +68,16 @@ def test_the_default_checkpoint_lives_in_the_task_state_store_and_a_retry_resume
     # The first try gets 401 on its 5th request (auth errors are not retried inside the hook).
     scripted_klar.fail = lambda n: 401 if n == 5 else None
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=str(source),
-            batch_size=20,
-            max_concurrency=1,
-            retries=1,
-            retry_delay=timedelta(0),
-        )
-
     dag_id = f"klar_e2e_task_state_{cap}"
-    dag_run = run_dag(dag_id, build, store_dag)
+    dag_run = run_upload(
+        dag_id,
+        store_dag,
+        path=str(source),
+        batch_size=20,
+        max_concurrency=1,
+        retries=1,
+        retry_delay=timedelta(0),
+    )
 
     assert dag_run.state == "success"
     ti = task_instances(dag_run, "upload")[0]

@@ -9,7 +9,7 @@ after the run started.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,24 +17,19 @@ import pytest
 
 from airflow_provider_klar.exceptions import KlarConfigurationError
 from airflow_provider_klar.operators.klar import KlarUploadOperator
+from tests.e2e._dags import run_upload
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox import SandboxServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 RETRIES = {"retries": 2, "retry_delay": timedelta(0)}
 
 
 def _run(dag_id: str, store_dag: Callable[[Any], None], **arguments: Any) -> Any:
     """Run a one-task DAG (``upload``) with ``arguments``; return its task instance after the run."""
-    from airflow.providers.common.compat.sdk import DAG
-
-    with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
-        KlarUploadOperator(task_id="upload", checkpoint=None, **RETRIES, **arguments)
-    store_dag(dag)
-    dag_run = dag.test()
+    dag_run = run_upload(dag_id, store_dag, checkpoint=None, **RETRIES, **arguments)
     (ti,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == "upload"]
     return ti
 

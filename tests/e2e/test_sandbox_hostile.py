@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_orders, fake_records
-from tests.e2e.test_upload import run_dag, stored_text, summary_of, task_instances, write_jsonl
+from tests.e2e._dags import run_upload, stored_text, summary_of, task_instances, write_jsonl
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox import SandboxServer
@@ -31,26 +31,22 @@ def test_cost_uploads_arrive_when_klar_wants_a_bare_array(
     capfd: pytest.CaptureFixture[str],
     resource: str,
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     klar_sandbox.set_faults(envelope={resource: "array"}, latency_jitter_ms=20)
     records: list[Any] = list(fake_records(resource, 230))
     records[7] = {**records[7], "orderId": 7}  # rejected locally: a numeric id
     rejected = tmp_path / "rejected.jsonl"
     source = write_jsonl(tmp_path / f"{resource}.jsonl", records)
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            resource=resource,
-            path=str(source),
-            batch_size=50,
-            max_rejected=1,
-            rejected_path=str(rejected),
-            checkpoint=None,
-        )
-
-    dag_run = run_dag(f"klar_e2e_array_{resource.replace('-', '_')}", build, store_dag)
+    dag_run = run_upload(
+        f"klar_e2e_array_{resource.replace('-', '_')}",
+        store_dag,
+        resource=resource,
+        path=str(source),
+        batch_size=50,
+        max_rejected=1,
+        rejected_path=str(rejected),
+        checkpoint=None,
+    )
 
     assert dag_run.state == "success"
     summary = summary_of(task_instances(dag_run, "upload")[0])
@@ -76,8 +72,6 @@ def test_a_body_size_limit_splits_batches_and_every_order_arrives(
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     orders = list(fake_orders(300))
     largest = max(len(json.dumps(o, separators=(",", ":"))) for o in orders)
     # Room for about ten orders per request, while the task sends batches of 100.
@@ -85,10 +79,13 @@ def test_a_body_size_limit_splits_batches_and_every_order_arrives(
     klar_sandbox.set_faults(max_body_bytes=limit)
     source = write_jsonl(tmp_path / "orders.jsonl", orders)
 
-    def build() -> None:
-        KlarUploadOperator(task_id="upload", path=str(source), batch_size=100, checkpoint=None)
-
-    dag_run = run_dag("klar_e2e_413", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_413",
+        store_dag,
+        path=str(source),
+        batch_size=100,
+        checkpoint=None,
+    )
 
     assert dag_run.state == "success"
     summary = summary_of(task_instances(dag_run, "upload")[0])
@@ -111,8 +108,6 @@ def test_the_token_appears_nowhere_when_klar_echoes_it(
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     klar_sandbox.set_faults(echo_auth=True, fail_next=[503, [429, 0]])
     orders: list[Any] = list(fake_orders(120))
     for at in (3, 50, 99):
@@ -120,18 +115,16 @@ def test_the_token_appears_nowhere_when_klar_echoes_it(
     source = write_jsonl(tmp_path / "orders.jsonl", orders)
     rejected = tmp_path / "rejected.jsonl"
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=str(source),
-            batch_size=40,
-            validate_locally=False,  # so that Klar, echoing the header, is the one to refuse them
-            max_rejected=3,
-            rejected_path=str(rejected),
-            checkpoint=None,
-        )
-
-    dag_run = run_dag("klar_e2e_echo", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_echo",
+        store_dag,
+        path=str(source),
+        batch_size=40,
+        validate_locally=False,  # so that Klar, echoing the header, is the one to refuse them
+        max_rejected=3,
+        rejected_path=str(rejected),
+        checkpoint=None,
+    )
 
     assert dag_run.state == "success"
     summary = summary_of(task_instances(dag_run, "upload")[0])

@@ -1,109 +1,42 @@
 """KlarUploadOperator in real DAGs (``dag.test()`` on SQLite) over real loopback HTTP.
 
-Most tests run against the project's sandbox (``klar_sandbox``); the resume tests use a few lines of
-``http.server`` in this file instead, whose failures the test scripts per request and whose log keeps
-the id of every record received, so "nothing confirmed is sent again" can be checked exactly.
+Most tests run against the project's sandbox (``klar_sandbox``); the resume tests use the scripted Klar
+of ``_dags.py`` instead, whose failures the test scripts per request and whose log keeps the id of every
+record received, so "nothing confirmed is sent again" can be checked exactly.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import threading
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_orders, fake_refunds
-from tests.airflow_compat import AIRFLOW_3, asset_event_count
+from tests.airflow_compat import asset_event_count
+from tests.e2e import _dags
+from tests.e2e._dags import (
+    ScriptedKlar,
+    link_of,
+    run_dag,
+    run_upload,
+    stored_text,
+    summary_of,
+    task_instances,
+    write_jsonl,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox import SandboxServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
-
-
-# -- helpers ------------------------------------------------------------------------------------------
-
-
-def run_dag(dag_id: str, build: Callable[[], Any], store_dag: Callable[[Any], None]) -> Any:
-    """Define a DAG with ``build``, store it as the DAG processor would, run it with ``dag.test()``."""
-    from airflow.providers.common.compat.sdk import DAG
-
-    with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
-        build()
-    store_dag(dag)
-    return dag.test()
-
-
-def task_instances(dag_run: Any, task_id: str) -> list[Any]:
-    return sorted(
-        (ti for ti in dag_run.get_task_instances() if ti.task_id == task_id), key=lambda ti: ti.map_index
-    )
-
-
-def _xcom(ti: Any, key: str) -> Any:
-    """What a task instance pushed under ``key`` (read the same way on Airflow 2.11 and 3)."""
-    return ti.xcom_pull(task_ids=ti.task_id, key=key, map_indexes=ti.map_index)
-
-
-def summary_of(ti: Any) -> dict[str, Any]:
-    value = _xcom(ti, "return_value")
-    while isinstance(value, str):
-        value = json.loads(value)
-    assert isinstance(value, dict), value
-    return value
-
-
-def link_of(ti: Any, dag_run: Any) -> Any:
-    """The URL of the "Klar" extra link, as the UI gets it (stored by the worker on Airflow 3)."""
-    if not AIRFLOW_3:
-        # Airflow 2.11 stores no link: its UI asks the operator's link class when it shows the button.
-        from airflow_provider_klar.links.klar import KlarLink
-
-        return KlarLink().get_link(dag_run.dag.get_task(ti.task_id), ti_key=ti.key)
-    value = _xcom(ti, "_link_KlarLink")
-    try:
-        return json.loads(value)
-    except (TypeError, ValueError):
-        return value  # stored as the bare string
-
-
-def stored_text(dag_id: str) -> str:
-    """Everything Airflow stored for a DAG's runs: XComs and rendered template fields, as text."""
-    from airflow.models.renderedtifields import RenderedTaskInstanceFields
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    try:
-        from airflow.models.xcom import XComModel as XCom  # Airflow 3
-    except ImportError:
-        from airflow.models.xcom import XCom  # type: ignore[attr-defined,no-redef]
-
-    with create_session() as session:
-        xcoms = session.scalars(select(XCom.value).where(XCom.dag_id == dag_id)).all()
-        rendered = session.scalars(
-            select(RenderedTaskInstanceFields.rendered_fields).where(
-                RenderedTaskInstanceFields.dag_id == dag_id
-            )
-        ).all()
-    # Airflow 2 stores XCom values as serialized bytes.
-    texts = [x.decode() if isinstance(x, bytes) else x for x in xcoms]
-    return json.dumps([texts, rendered], default=str)
-
-
-def write_jsonl(path: Path, records: list[Any]) -> Path:
-    with path.open("w") as out:
-        for record in records:
-            out.write(record if isinstance(record, str) else json.dumps(record))
-            out.write("\n")
-    return path
+# The scripted Klar of the resume tests, as a fixture of this module.
+scripted_klar = _dags.scripted_klar
 
 
 # -- sandbox tests ------------------------------------------------------------------------------------
@@ -157,8 +90,6 @@ def test_a_json_lines_file_with_invalid_records_and_a_malformed_line_under_fault
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     orders: list[Any] = list(fake_orders(300))
     orders[5]["createdAt"] = 1_704_067_200_000 * 1000  # far beyond any timestamp: invalid locally
     orders[40]["lineItems"][0]["taxes"][0]["taxRate"] = "19%"
@@ -168,17 +99,15 @@ def test_a_json_lines_file_with_invalid_records_and_a_malformed_line_under_fault
     rejected = tmp_path / "rejected" / "orders.jsonl"
     klar_sandbox.set_faults(fail_next=[429, 503, "drop", 503], retry_after=0)
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=str(source),
-            batch_size=50,
-            max_concurrency=3,
-            max_rejected=0.05,
-            rejected_path=str(rejected),
-        )
-
-    dag_run = run_dag("klar_e2e_jsonl", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_jsonl",
+        store_dag,
+        path=str(source),
+        batch_size=50,
+        max_concurrency=3,
+        max_rejected=0.05,
+        rejected_path=str(rejected),
+    )
 
     assert dag_run.state == "success"
     summary = summary_of(task_instances(dag_run, "upload")[0])
@@ -289,16 +218,11 @@ def test_too_many_rejections_fail_the_task_after_every_valid_record_was_sent(
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     orders = list(fake_orders(30))
     for i in (2, 11):
         orders[i]["cancelledAt"] = 0
 
-    def build() -> None:
-        KlarUploadOperator(task_id="upload", records=orders, batch_size=10, max_rejected=1)
-
-    dag_run = run_dag("klar_e2e_max_rejected", build, store_dag)
+    dag_run = run_upload("klar_e2e_max_rejected", store_dag, records=orders, batch_size=10, max_rejected=1)
 
     assert dag_run.state == "failed"
     assert klar_sandbox.count("orders") == 28
@@ -312,64 +236,6 @@ def test_too_many_rejections_fail_the_task_after_every_valid_record_was_sent(
 # -- resume: an independent loopback server that fails on cue ----------------------------------------
 
 
-class ScriptedKlar:
-    """A minimal Klar ``/json`` endpoint: stores every order it accepts; answers ``fail`` on cue."""
-
-    TOKEN = "e2e-resume-token"
-
-    def __init__(self) -> None:
-        self.received: list[list[str]] = []
-        self.answers: list[int] = []
-        self.fail: Callable[[int], int | None] = lambda n: None
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                code = server.answer(self.headers.get("Authorization"), json.loads(body))
-                data = json.dumps({"status": "VALID" if code == 201 else "ERROR"}).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def answer(self, auth: str | None, records: list[dict[str, Any]]) -> int:
-        if auth != f"Bearer {self.TOKEN}":
-            return 401
-        with self.lock:
-            number = len(self.answers) + 1
-            code = self.fail(number) or 201
-            self.answers.append(code)
-            if code == 201:
-                self.received.append([r["id"] for r in records])
-        return code
-
-    @property
-    def connection(self) -> str:
-        host = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        return json.dumps({"conn_type": "klar", "host": host, "password": self.TOKEN})
-
-
-@pytest.fixture
-def scripted_klar(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedKlar]:
-    server = ScriptedKlar()
-    server.thread.start()
-    monkeypatch.setenv("AIRFLOW_CONN_KLAR_DEFAULT", server.connection)
-    try:
-        yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
-
-
 @pytest.mark.parametrize("checkpoint", ["variable", "folder"])
 def test_a_retried_try_resumes_without_sending_confirmed_batches_again(
     store_dag: Callable[[Any], None],
@@ -378,8 +244,6 @@ def test_a_retried_try_resumes_without_sending_confirmed_batches_again(
     tmp_path: Path,
     checkpoint: str,
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     orders: list[Any] = list(fake_orders(230))
     orders[3]["cancelledAt"] = 0  # rejected locally in the first try
     orders[150]["cancelledAt"] = 0  # rejected locally in the second try
@@ -388,21 +252,19 @@ def test_a_retried_try_resumes_without_sending_confirmed_batches_again(
     # The first try gets 401 on its 4th request (auth errors are not retried inside the hook).
     scripted_klar.fail = lambda n: 401 if n == 4 else None
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=str(source),
-            batch_size=25,
-            max_concurrency=1,
-            max_rejected=2,
-            rejected_path=str(rejected),
-            checkpoint="variable" if checkpoint == "variable" else str(tmp_path / "checkpoints"),
-            retries=1,
-            retry_delay=timedelta(0),
-        )
-
     dag_id = f"klar_e2e_resume_{checkpoint}"
-    dag_run = run_dag(dag_id, build, store_dag)
+    dag_run = run_upload(
+        dag_id,
+        store_dag,
+        path=str(source),
+        batch_size=25,
+        max_concurrency=1,
+        max_rejected=2,
+        rejected_path=str(rejected),
+        checkpoint="variable" if checkpoint == "variable" else str(tmp_path / "checkpoints"),
+        retries=1,
+        retry_delay=timedelta(0),
+    )
 
     assert dag_run.state == "success"
     ti = task_instances(dag_run, "upload")[0]

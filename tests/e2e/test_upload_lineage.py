@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_orders
-from tests.e2e.test_upload import write_jsonl
+from tests.e2e._dags import write_jsonl
 from tests.postgres_server import PostgresServer, postgres_server
 
 if TYPE_CHECKING:

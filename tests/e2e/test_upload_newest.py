@@ -2,7 +2,7 @@
 
 Real DAGs (``dag.test()`` on SQLite) over real loopback HTTP: the sandbox with latency jitter and
 injected 503s (each retried after a random wait), so batches finish out of order, and the scripted Klar of
-``test_upload.py`` where a test needs exact control of each answer.
+``_dags.py`` where a test needs exact control of each answer.
 """
 
 from __future__ import annotations
@@ -18,13 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_order, fake_orders
-from tests.e2e.test_upload import (
-    ScriptedKlar,
-    run_dag,
-    scripted_klar,  # noqa: F401  (a fixture)
-    task_instances,
-    write_jsonl,
-)
+from tests.e2e import _dags
+from tests.e2e._dags import ScriptedKlar, run_upload, serving, task_instances, upload_summary, write_jsonl
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox import SandboxServer
@@ -33,15 +28,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 PAID_AT = 1_735_000_000
 
-
-def summary_of(dag_run: Any, task_id: str = "upload") -> dict[str, Any]:
-    """The summary the task pushed to XCom (read the same way on Airflow 2.11 and 3)."""
-    ti = dag_run.get_task_instance(task_id)
-    assert ti is not None, task_id
-    value = ti.xcom_pull(task_ids=task_id)
-    value = json.loads(value) if isinstance(value, str) else value
-    assert isinstance(value, dict), value
-    return value
+# The scripted Klar of the resume tests, as a fixture of this module.
+scripted_klar = _dags.scripted_klar
 
 
 def versioned_orders(ids: int, *, seed: int = 3) -> list[dict[str, Any]]:
@@ -73,26 +61,22 @@ def test_klar_holds_the_last_version_of_every_id_with_batches_finishing_out_of_o
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     records = versioned_orders(5000)
     source = write_jsonl(tmp_path / "changes.jsonl", records)
     # Each answer takes 5 to 300 ms, and a 503 is retried after a random wait of up to a second:
     # batches are answered out of order.
     klar_sandbox.set_faults(latency_ms=5, latency_jitter_ms=300, fail_rate=0.1, fail_codes=[503], seed=5)
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=str(source),
-            batch_size=250,
-            max_concurrency=4,
-            # Five 503s in a row for one batch are unlikely but possible: a retry resumes.
-            retries=2,
-            retry_delay=timedelta(0),
-        )
-
-    dag_run = run_dag("klar_e2e_newest_wins", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_newest_wins",
+        store_dag,
+        path=str(source),
+        batch_size=250,
+        max_concurrency=4,
+        # Five 503s in a row for one batch are unlikely but possible: a retry resumes.
+        retries=2,
+        retry_delay=timedelta(0),
+    )
 
     assert dag_run.state == "success"
     stored = {r["id"]: r for r in klar_sandbox.records("orders")}
@@ -103,7 +87,7 @@ def test_klar_holds_the_last_version_of_every_id_with_batches_finishing_out_of_o
     assert {r["financialStatus"] for r in stored.values()} == {"paid"}
     assert any(r["fault"] for r in klar_sandbox.requests()), "no 503 was met: nothing finished late"
 
-    summary = summary_of(dag_run)
+    summary = upload_summary(dag_run)
     assert summary["records"] == len(records)
     assert summary["complete"] is True
     assert summary["unread"] is None
@@ -147,16 +131,11 @@ def test_a_json_array_broken_halfway_fails_the_task_whatever_max_rejected_says(
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     source = broken_json_array(tmp_path / "orders.json", 1500, 1500)
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload", path=str(source), batch_size=200, max_rejected=10, checkpoint=None
-        )
-
-    dag_run = run_dag("klar_e2e_broken_array", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_broken_array", store_dag, path=str(source), batch_size=200, max_rejected=10, checkpoint=None
+    )
 
     assert dag_run.state == "failed"
     assert klar_sandbox.count("orders") == 1500  # everything before the break arrived
@@ -167,7 +146,7 @@ def test_a_json_array_broken_halfway_fails_the_task_whatever_max_rejected_says(
     assert str(source) in out
     assert "Every valid record was sent" not in out
 
-    summary = summary_of(dag_run)
+    summary = upload_summary(dag_run)
     assert summary["complete"] is False
     assert summary["accepted"] == 1500
     assert summary["unread"]["source"] == str(source)
@@ -180,8 +159,6 @@ def test_a_failing_records_generator_fails_the_task_after_sending_what_it_yielde
     airflow_db: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     class Export:
         """An iterable whose iterator fails midway, as a cursor over a dropped connection would."""
 
@@ -189,12 +166,14 @@ def test_a_failing_records_generator_fails_the_task_after_sending_what_it_yielde
             yield from fake_orders(1234)
             raise ConnectionResetError("the warehouse closed the cursor")
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload", records=Export(), batch_size=100, max_rejected=10, checkpoint=None
-        )
-
-    dag_run = run_dag("klar_e2e_failing_generator", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_failing_generator",
+        store_dag,
+        records=Export(),
+        batch_size=100,
+        max_rejected=10,
+        checkpoint=None,
+    )
 
     assert dag_run.state == "failed"
     assert klar_sandbox.count("orders") == 1234
@@ -205,7 +184,7 @@ def test_a_failing_records_generator_fails_the_task_after_sending_what_it_yielde
     assert "the rest was not read, so the task fails whatever max_rejected says" in out
     assert "INCOMPLETE: reading records stopped after 1,234 records" in out
 
-    summary = summary_of(dag_run)
+    summary = upload_summary(dag_run)
     assert summary["complete"] is False
     assert (summary["records"], summary["accepted"]) == (1234, 1234)
     assert summary["unread"] == {
@@ -218,30 +197,26 @@ def test_a_failing_records_generator_fails_the_task_after_sending_what_it_yielde
 
 def test_records_rejected_locally_reach_the_rejected_file_when_klar_refuses_the_first_batch(
     store_dag: Callable[[Any], None],
-    scripted_klar: ScriptedKlar,  # noqa: F811
+    scripted_klar: ScriptedKlar,
     airflow_db: Path,
     tmp_path: Path,
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     orders = list(fake_orders(30))
     for i in (3, 7):
         orders[i]["cancelledAt"] = 0
     rejected = tmp_path / "rejected.jsonl"
     scripted_klar.fail = lambda n: 401
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            records=orders,
-            batch_size=10,
-            max_concurrency=1,
-            max_rejected=5,
-            rejected_path=str(rejected),
-            checkpoint=None,
-        )
-
-    dag_run = run_dag("klar_e2e_fatal_keeps_rejected", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_fatal_keeps_rejected",
+        store_dag,
+        records=orders,
+        batch_size=10,
+        max_concurrency=1,
+        max_rejected=5,
+        rejected_path=str(rejected),
+        checkpoint=None,
+    )
 
     assert dag_run.state == "failed"
     assert scripted_klar.received == []
@@ -253,7 +228,7 @@ def test_records_rejected_locally_reach_the_rejected_file_when_klar_refuses_the_
 @pytest.mark.parametrize("checkpoint", ["variable", "folder"])
 def test_a_failed_runs_checkpoint_is_removed_when_no_retry_is_left(  # noqa: PLR0917
     store_dag: Callable[[Any], None],
-    scripted_klar: ScriptedKlar,  # noqa: F811
+    scripted_klar: ScriptedKlar,
     airflow_db: Path,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
@@ -261,26 +236,23 @@ def test_a_failed_runs_checkpoint_is_removed_when_no_retry_is_left(  # noqa: PLR
 ) -> None:
     from airflow.models.variable import Variable
 
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
     from airflow_provider_klar.upload.checkpoint import checkpoint_key
 
     # Try 1: batch 1 stored, batch 2 refused (401); try 2 resumes after batch 1, and is refused too.
     scripted_klar.fail = lambda n: 401 if n >= 2 else None
     source = write_jsonl(tmp_path / "orders.jsonl", list(fake_orders(60)))
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=str(source),
-            batch_size=20,
-            max_concurrency=1,
-            retries=1,
-            retry_delay=timedelta(0),
-            checkpoint="variable" if checkpoint == "variable" else str(tmp_path / "checkpoints"),
-        )
-
     dag_id = f"klar_e2e_checkpoint_last_try_{checkpoint}"
-    dag_run = run_dag(dag_id, build, store_dag)
+    dag_run = run_upload(
+        dag_id,
+        store_dag,
+        path=str(source),
+        batch_size=20,
+        max_concurrency=1,
+        retries=1,
+        retry_delay=timedelta(0),
+        checkpoint="variable" if checkpoint == "variable" else str(tmp_path / "checkpoints"),
+    )
 
     assert dag_run.state == "failed"
     ti = task_instances(dag_run, "upload")[0]
@@ -318,14 +290,8 @@ class VersionedKlar(ScriptedKlar):
 
 @pytest.fixture
 def versioned_klar(monkeypatch: pytest.MonkeyPatch) -> Iterator[VersionedKlar]:
-    server = VersionedKlar()
-    server.thread.start()
-    monkeypatch.setenv("AIRFLOW_CONN_KLAR_DEFAULT", server.connection)
-    try:
+    with serving(VersionedKlar(), monkeypatch) as server:
         yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
 
 
 def test_a_try_that_fails_with_batches_in_flight_resumes_and_klar_ends_with_the_newest_versions(
@@ -334,32 +300,28 @@ def test_a_try_that_fails_with_batches_in_flight_resumes_and_klar_ends_with_the_
     airflow_db: Path,
     tmp_path: Path,
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     records = versioned_orders(1500, seed=21)
     source = write_jsonl(tmp_path / "changes.jsonl", records)
     # The first try's 12th request is refused (401, fatal) while others are in flight; the retry resumes.
     versioned_klar.fail = lambda n: 401 if n == 12 else None
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=str(source),
-            batch_size=100,
-            max_concurrency=4,
-            checkpoint=str(tmp_path / "checkpoints"),
-            retries=1,
-            retry_delay=timedelta(0),
-        )
-
-    dag_run = run_dag("klar_e2e_newest_after_resume", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_newest_after_resume",
+        store_dag,
+        path=str(source),
+        batch_size=100,
+        max_concurrency=4,
+        checkpoint=str(tmp_path / "checkpoints"),
+        retries=1,
+        retry_delay=timedelta(0),
+    )
 
     assert dag_run.state == "success"
     assert task_instances(dag_run, "upload")[0].try_number == 2
     assert 401 in versioned_klar.answers
     newest = {r["id"]: r["updatedAt"] for r in records}
     assert versioned_klar.stored == newest
-    summary = summary_of(dag_run)
+    summary = upload_summary(dag_run)
     assert summary["resumed_records"] > 0
     assert summary["records"] == len(records)
     assert summary["accepted"] + summary["superseded"] == summary["records"]

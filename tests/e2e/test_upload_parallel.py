@@ -11,7 +11,7 @@ import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_orders
 from airflow_provider_klar.upload.parallel import start_method, workers_available
-from tests.e2e.test_upload import run_dag, summary_of, task_instances
+from tests.e2e._dags import run_dag, summary_of, task_instances
 from tests.unit.test_fast_path import mixed_lines
 from tests.unit.test_parallel import no_children
 

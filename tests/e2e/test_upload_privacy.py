@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_orders
-from tests.e2e.test_upload import run_dag, write_jsonl
+from tests.e2e._dags import run_upload, write_jsonl
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox import SandboxServer
@@ -33,8 +33,6 @@ def test_orders_from_a_json_lines_file_arrive_with_hashes_and_without_addresses(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     connection = {**klar_sandbox.connection(), "extra": {"email_hash_secret": SALT}}
     monkeypatch.setenv("AIRFLOW_CONN_KLAR_DEFAULT", json.dumps(connection))
     orders: list[Any] = list(fake_orders(60))
@@ -48,17 +46,15 @@ def test_orders_from_a_json_lines_file_arrive_with_hashes_and_without_addresses(
     source = write_jsonl(tmp_path / "orders.jsonl", orders)
     rejected = tmp_path / "rejected.jsonl"
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=str(source),
-            hash_emails=True,
-            max_rejected=1,
-            rejected_path=str(rejected),
-            checkpoint=None,
-        )
-
-    dag_run = run_dag("klar_e2e_hash_emails", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_hash_emails",
+        store_dag,
+        path=str(source),
+        hash_emails=True,
+        max_rejected=1,
+        rejected_path=str(rejected),
+        checkpoint=None,
+    )
 
     assert dag_run.state == "success"
     assert klar_sandbox.count("orders") == 59
@@ -93,12 +89,13 @@ def test_without_a_salt_the_task_fails_before_sending_anything(
     airflow_db: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
-    def build() -> None:
-        KlarUploadOperator(task_id="upload", records=list(fake_orders(3)), hash_emails=True, retries=2)
-
-    dag_run = run_dag("klar_e2e_hash_emails_no_salt", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_hash_emails_no_salt",
+        store_dag,
+        records=list(fake_orders(3)),
+        hash_emails=True,
+        retries=2,
+    )
 
     assert dag_run.state == "failed"
     assert klar_sandbox.requests() == []

@@ -3,7 +3,7 @@
 moto's server mode (``tests/s3_server.py``) plays S3; the Amazon provider's filesystem reaches it through
 an ``aws`` connection whose extra ``endpoint_url`` points at it, as users point it at MinIO or any
 S3-compatible store. Source files, the rejected file and the checkpoint all live in the bucket. Klar is
-the sandbox (``klar_sandbox``), or, for the resume test, the scripted server of ``test_upload``.
+the sandbox (``klar_sandbox``), or, for the resume test, the scripted server of ``_dags.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_orders
-from tests.e2e.test_upload import ScriptedKlar, run_dag  # the resume tests' scripted Klar
+from tests.e2e import _dags
+from tests.e2e._dags import ScriptedKlar, run_upload, upload_summary
 from tests.s3_server import SECRET_KEY, S3Server, s3_server
 
 if TYPE_CHECKING:
@@ -30,23 +31,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 BUCKET = "exports"
 CONN = "klar_s3"
 
+# The scripted Klar of the resume tests, as a fixture of this module.
+scripted_klar = _dags.scripted_klar
+
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[S3Server]:
     with s3_server() as server:
         yield server
-
-
-@pytest.fixture
-def scripted_klar(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedKlar]:
-    server = ScriptedKlar()
-    server.thread.start()
-    monkeypatch.setenv("AIRFLOW_CONN_KLAR_DEFAULT", server.connection)
-    try:
-        yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
 
 
 @pytest.fixture
@@ -59,16 +51,6 @@ def bucket(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
         client.delete_object(Bucket=BUCKET, Key=item["Key"])
     client.delete_bucket(Bucket=BUCKET)
-
-
-def summary_of(dag_run: Any, task_id: str = "upload") -> dict[str, Any]:
-    """The upload summary the task pushed to XCom (read the same way on Airflow 2 and 3)."""
-    ti = dag_run.get_task_instance(task_id)
-    assert ti is not None, task_id
-    value = ti.xcom_pull(task_ids=task_id)
-    value = json.loads(value) if isinstance(value, str) else value
-    assert isinstance(value, dict), value
-    return value
 
 
 def put_jsonl_gz(client: Any, key: str, records: list[Any]) -> None:
@@ -91,8 +73,6 @@ def test_a_glob_of_gzipped_json_lines_with_the_rejected_file_and_checkpoint_on_s
     bucket: Any,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     orders: list[Any] = list(fake_orders(150))
     orders[40]["cancelledAt"] = 0  # rejected locally
     for part in range(3):
@@ -103,20 +83,18 @@ def test_a_glob_of_gzipped_json_lines_with_the_rejected_file_and_checkpoint_on_s
     # A line that is not JSON, in a fourth file.
     put_jsonl_gz(bucket, "orders/daily/part-0003.jsonl.gz", ['{"id": "BROKEN", ', orders[0]])
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=f"s3://{CONN}@{BUCKET}/orders/daily/*.jsonl.gz",
-            batch_size=40,
-            max_rejected=2,
-            rejected_path=f"s3://{CONN}@{BUCKET}/rejected/{{{{ ds }}}}.jsonl",
-            checkpoint=f"s3://{CONN}@{BUCKET}/checkpoints",
-        )
-
-    dag_run = run_dag("klar_e2e_s3_glob", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_s3_glob",
+        store_dag,
+        path=f"s3://{CONN}@{BUCKET}/orders/daily/*.jsonl.gz",
+        batch_size=40,
+        max_rejected=2,
+        rejected_path=f"s3://{CONN}@{BUCKET}/rejected/{{{{ ds }}}}.jsonl",
+        checkpoint=f"s3://{CONN}@{BUCKET}/checkpoints",
+    )
 
     assert dag_run.state == "success"
-    summary = summary_of(dag_run)
+    summary = upload_summary(dag_run)
     assert (summary["records"], summary["accepted"], summary["rejected"]) == (152, 150, 2)
     assert klar_sandbox.count("orders") == 149  # ORD-0 twice: Klar keeps one per id
     assert klar_sandbox.get("orders", "ORD-149") == orders[149]
@@ -142,7 +120,6 @@ def test_parquet_files_on_s3_with_the_connection_in_source_conn_id(
 ) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
 
     orders = list(fake_orders(120, seed=3))
     for part in range(2):
@@ -151,19 +128,17 @@ def test_parquet_files_on_s3_with_the_connection_in_source_conn_id(
         pq.write_table(pa.Table.from_struct_array(pa.array(chunk)), buffer, row_group_size=25)
         bucket.put_object(Bucket=BUCKET, Key=f"unload/orders_{part}.parquet", Body=buffer.getvalue())
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=f"s3://{BUCKET}/unload/",
-            source_conn_id=CONN,
-            batch_size=50,
-            checkpoint=None,
-        )
-
-    dag_run = run_dag("klar_e2e_s3_parquet", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_s3_parquet",
+        store_dag,
+        path=f"s3://{BUCKET}/unload/",
+        source_conn_id=CONN,
+        batch_size=50,
+        checkpoint=None,
+    )
 
     assert dag_run.state == "success"
-    summary = summary_of(dag_run)
+    summary = upload_summary(dag_run)
     assert (summary["records"], summary["accepted"], summary["rejected"]) == (120, 120, 0)
     assert klar_sandbox.count("orders") == 120
     stored = klar_sandbox.get("orders", "ORD-77")
@@ -177,8 +152,6 @@ def test_a_retried_try_resumes_from_a_checkpoint_on_s3(
     airflow_db: Path,
     bucket: Any,
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     orders = list(fake_orders(200))
     put_jsonl_gz(bucket, "orders/all.jsonl.gz", orders)
     seen_at_second_try: list[str] = []
@@ -191,18 +164,16 @@ def test_a_retried_try_resumes_from_a_checkpoint_on_s3(
 
     scripted_klar.fail = fail
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=f"s3://{CONN}@{BUCKET}/orders/all.jsonl.gz",
-            batch_size=25,
-            max_concurrency=1,
-            checkpoint=f"s3://{CONN}@{BUCKET}/checkpoints/",
-            retries=1,
-            retry_delay=timedelta(0),
-        )
-
-    dag_run = run_dag("klar_e2e_s3_resume", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_s3_resume",
+        store_dag,
+        path=f"s3://{CONN}@{BUCKET}/orders/all.jsonl.gz",
+        batch_size=25,
+        max_concurrency=1,
+        checkpoint=f"s3://{CONN}@{BUCKET}/checkpoints/",
+        retries=1,
+        retry_delay=timedelta(0),
+    )
 
     assert dag_run.state == "success"
     ti = dag_run.get_task_instance("upload")
@@ -216,6 +187,6 @@ def test_a_retried_try_resumes_from_a_checkpoint_on_s3(
     sent = [i for batch in scripted_klar.received for i in batch]
     assert scripted_klar.received[3][0] == "ORD-75"
     assert sorted(sent) == sorted(f"ORD-{i}" for i in range(200))
-    summary = summary_of(dag_run)
+    summary = upload_summary(dag_run)
     assert (summary["records"], summary["accepted"], summary["resumed_records"]) == (200, 200, 75)
     assert keys(bucket, "checkpoints/") == []

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_klar.sandbox.fake_data import fake_logistics_costs, fake_orders
-from tests.e2e.test_upload import run_dag, summary_of, task_instances, write_jsonl
+from tests.e2e._dags import run_dag, run_upload, summary_of, task_instances, write_jsonl
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox import SandboxServer
@@ -43,8 +43,6 @@ def nested(levels: int) -> str:
 def test_a_csv_with_a_byte_that_is_not_utf8_rejects_that_row_at_its_true_line_and_sends_the_rest(
     store_dag: Callable[[Any], None], klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     rows = [f"{r['orderId']},{r['totalLogisticsCosts']}\n".encode() for r in fake_logistics_costs(3234)]
     # Line 1,502 (the header is line 1) carries a Windows-1252 "é", as a mis-saved export does.
     bad_id = rows[1500].split(b",")[0].decode()
@@ -53,16 +51,14 @@ def test_a_csv_with_a_byte_that_is_not_utf8_rejects_that_row_at_its_true_line_an
     source.write_bytes(gzip.compress(b"orderId,totalLogisticsCosts\n" + b"".join(rows)))
     rejected = tmp_path / "rejected.jsonl"
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            resource="logistics-costs",
-            path=str(source),
-            max_rejected=1,
-            rejected_path=str(rejected),
-        )
-
-    dag_run = run_dag("klar_e2e_csv_bad_byte", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_csv_bad_byte",
+        store_dag,
+        resource="logistics-costs",
+        path=str(source),
+        max_rejected=1,
+        rejected_path=str(rejected),
+    )
 
     assert dag_run.state == "success"
     summary = summary_of(task_instances(dag_run, "upload")[0])
@@ -114,17 +110,18 @@ def test_a_json_array_with_a_syntax_error_fails_the_task_whatever_max_rejected_s
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     items = [json.dumps(o) for o in fake_orders(3000)]
     items[1500] = items[1500].replace('"id":', '"id" ', 1)  # a colon missing in item 1,500
     source = tmp_path / "orders.json"
     source.write_text("[\n" + ",\n".join(items) + "\n]\n")
 
-    def build() -> None:
-        KlarUploadOperator(task_id="upload", path=str(source), max_rejected=10, batch_size=250)
-
-    dag_run = run_dag("klar_e2e_json_syntax", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_json_syntax",
+        store_dag,
+        path=str(source),
+        max_rejected=10,
+        batch_size=250,
+    )
 
     assert dag_run.state == "failed"
     out = capfd.readouterr().out
@@ -147,8 +144,6 @@ def test_a_json_array_with_a_syntax_error_fails_the_task_whatever_max_rejected_s
 def test_a_deeply_nested_record_among_valid_ones_is_rejected_as_itself(
     store_dag: Callable[[Any], None], klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     items = [json.dumps(o) for o in fake_orders(60)]
     # Unknown fields nested 400 and 20,000 levels deep: a JSON array's streaming parser takes any depth
     # (its time grows with the square of the depth: 20,000 levels take about a second, 100,000 half a minute).
@@ -163,16 +158,14 @@ def test_a_deeply_nested_record_among_valid_ones_is_rejected_as_itself(
     lines.write_text("\n".join(more) + "\n" + items[10] + "\n")
     rejected = tmp_path / "rejected.jsonl"
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            path=str(tmp_path / "*.json*"),
-            batch_size=25,
-            max_rejected=4,
-            rejected_path=str(rejected),
-        )
-
-    dag_run = run_dag("klar_e2e_deep", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_deep",
+        store_dag,
+        path=str(tmp_path / "*.json*"),
+        batch_size=25,
+        max_rejected=4,
+        rejected_path=str(rejected),
+    )
 
     assert dag_run.state == "success"
     summary = summary_of(task_instances(dag_run, "upload")[0])
@@ -196,8 +189,6 @@ def test_a_deeply_nested_record_among_valid_ones_is_rejected_as_itself(
 def test_a_fixed_rejected_file_goes_back_in_as_path(
     store_dag: Callable[[Any], None], klar_sandbox: SandboxServer, airflow_db: Path, tmp_path: Path
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     orders: list[Any] = list(fake_orders(50))
     orders[3]["lineItems"][0]["taxes"][0]["taxRate"] = 19  # a percentage
     orders[7]["cancelledAt"] = 0
@@ -207,10 +198,10 @@ def test_a_fixed_rejected_file_goes_back_in_as_path(
     rejected = tmp_path / "rejected.jsonl"
     again = tmp_path / "rejected-again.jsonl"
 
-    def first() -> None:
-        KlarUploadOperator(task_id="upload", path=str(source), max_rejected=5, rejected_path=str(rejected))
-
-    assert run_dag("klar_e2e_loop_1", first, store_dag).state == "success"
+    first = run_upload(
+        "klar_e2e_loop_1", store_dag, path=str(source), max_rejected=5, rejected_path=str(rejected)
+    )
+    assert first.state == "success"
     assert klar_sandbox.count("orders") == 46
     lines = strict_lines(rejected)
     by_id = {line["id"]: line for line in lines}
@@ -233,10 +224,7 @@ def test_a_fixed_rejected_file_goes_back_in_as_path(
             line["record"] = record.replace(', "oops": NaN', "")
     rejected.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
-    def second() -> None:
-        KlarUploadOperator(task_id="upload", path=str(rejected), rejected_path=str(again))
-
-    dag_run = run_dag("klar_e2e_loop_2", second, store_dag)
+    dag_run = run_upload("klar_e2e_loop_2", store_dag, path=str(rejected), rejected_path=str(again))
 
     assert dag_run.state == "success"
     summary = summary_of(task_instances(dag_run, "upload")[0])

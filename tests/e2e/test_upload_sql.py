@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.airflow_compat import dag_bag
-from tests.e2e.test_upload import run_dag
+from tests.e2e._dags import run_upload, upload_summary
 from tests.postgres_server import PostgresServer, postgres_server
 
 if TYPE_CHECKING:
@@ -25,16 +25,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def summary_of(dag_run: Any, task_id: str) -> dict[str, Any]:
-    """The upload summary one task of the run pushed to XCom (read the same way on Airflow 2 and 3)."""
-    ti = dag_run.get_task_instance(task_id)
-    assert ti is not None, task_id
-    value = ti.xcom_pull(task_ids=task_id)
-    value = json.loads(value) if isinstance(value, str) else value
-    assert isinstance(value, dict), value
-    return value
 
 
 def load_example() -> Any:
@@ -71,8 +61,6 @@ def test_logistics_costs_from_sqlite_columns_with_a_bad_row_named_by_its_row(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     db = tmp_path / "erp.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE shipping (order_id TEXT, cost REAL)")
@@ -83,20 +71,19 @@ def test_logistics_costs_from_sqlite_columns_with_a_bad_row_named_by_its_row(
     monkeypatch.setenv("AIRFLOW_CONN_ERP_DB", json.dumps({"conn_type": "sqlite", "host": str(db)}))
     rejected = tmp_path / "rejected.jsonl"
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload_costs",
-            resource="logistics-costs",
-            sql='SELECT order_id AS "orderId", cost AS "totalLogisticsCosts" FROM shipping ORDER BY order_id',
-            sql_conn_id="erp_db",
-            max_rejected=1,
-            rejected_path=str(rejected),
-        )
-
-    dag_run = run_dag("klar_e2e_sql_sqlite", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_sql_sqlite",
+        store_dag,
+        task_id="upload_costs",
+        resource="logistics-costs",
+        sql='SELECT order_id AS "orderId", cost AS "totalLogisticsCosts" FROM shipping ORDER BY order_id',
+        sql_conn_id="erp_db",
+        max_rejected=1,
+        rejected_path=str(rejected),
+    )
 
     assert dag_run.state == "success"
-    summary = summary_of(dag_run, "upload_costs")
+    summary = upload_summary(dag_run, "upload_costs")
     assert (summary["records"], summary["accepted"], summary["rejected"]) == (2500, 2499, 1)
     assert summary["rejected_ids"] == ["ORD-0041"]
     assert klar_sandbox.count("logistics-costs") == 2499
@@ -125,8 +112,8 @@ def test_the_example_dag_sends_every_order_of_postgres_json_and_flat_export(
 
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     assert dag_run.state == "success", states
-    orders = summary_of(dag_run, "upload_orders")
-    flat = summary_of(dag_run, "upload_flat_export")
+    orders = upload_summary(dag_run, "upload_orders")
+    flat = upload_summary(dag_run, "upload_flat_export")
     assert (orders["records"], orders["accepted"], orders["rejected"]) == (40, 40, 0)
     assert (flat["records"], flat["accepted"], flat["rejected"]) == (30, 30, 0)
     assert klar_sandbox.count("orders") == 70
@@ -156,8 +143,6 @@ def test_an_unordered_query_warns_and_a_failing_transform_rejects_only_its_row(
     airflow_db: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     flat_to_order = load_example().flat_to_order
 
     def picky(row: dict[str, Any]) -> dict[str, Any]:
@@ -165,19 +150,18 @@ def test_an_unordered_query_warns_and_a_failing_transform_rejects_only_its_row(
             raise ValueError(f"no tax rule for {row['sku']}")
         return flat_to_order(row)
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload_flat",
-            sql="SELECT * FROM shop_flat_export",
-            sql_conn_id="shop_db",
-            transform=picky,
-            max_rejected=1,
-        )
-
-    dag_run = run_dag("klar_e2e_sql_unordered", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_sql_unordered",
+        store_dag,
+        task_id="upload_flat",
+        sql="SELECT * FROM shop_flat_export",
+        sql_conn_id="shop_db",
+        transform=picky,
+        max_rejected=1,
+    )
 
     assert dag_run.state == "success"
-    summary = summary_of(dag_run, "upload_flat")
+    summary = upload_summary(dag_run, "upload_flat")
     assert (summary["records"], summary["accepted"], summary["rejected"]) == (30, 29, 1)
     assert klar_sandbox.count("orders") == 29
     assert klar_sandbox.get("orders", "90013") is None

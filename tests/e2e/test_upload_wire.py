@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.e2e._dags import run_upload, stored_text, summary_of, task_instances, write_jsonl
 from tests.e2e._wire_klar import TOKEN, Storm, WireKlar, running
-from tests.e2e.test_upload import run_dag, stored_text, summary_of, task_instances, write_jsonl
 
 if TYPE_CHECKING:
     from airflow_provider_klar.sandbox import SandboxServer
@@ -34,27 +34,23 @@ def test_a_fault_storm_is_ridden_out_in_one_try(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     """429 + Retry-After: 1 every 3rd request, 503 every 5th, a dropped connection every 7th."""
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     records = 30_000
     source = write_jsonl(tmp_path / "costs.jsonl", transaction_costs(records))
     storm = Storm(slow_down_every=3, retry_after="1", unavailable_every=5, drop_every=7)
     with running(WireKlar(storm=storm)) as klar:
         monkeypatch.setenv("AIRFLOW_CONN_KLAR_DEFAULT", klar.connection())
 
-        def build() -> None:
-            KlarUploadOperator(
-                task_id="upload",
-                resource="transaction-costs",
-                path=str(source),
-                max_concurrency=4,
-                checkpoint=None,
-                retries=2,
-                # A quick backoff keeps the test short; the budgets are the defaults.
-                max_retry_wait=2.0,
-            )
-
-        dag_run = run_dag("klar_e2e_storm", build, store_dag)
+        dag_run = run_upload(
+            "klar_e2e_storm",
+            store_dag,
+            resource="transaction-costs",
+            path=str(source),
+            max_concurrency=4,
+            checkpoint=None,
+            retries=2,
+            # A quick backoff keeps the test short; the budgets are the defaults.
+            max_retry_wait=2.0,
+        )
     out = capfd.readouterr().out
     ti = task_instances(dag_run, "upload")[0]
     assert dag_run.state == "success", out[-3000:]
@@ -82,18 +78,18 @@ def test_cost_uploads_arrive_whichever_envelope_klar_wants(
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     klar_sandbox.set_faults(envelope=envelope, latency_jitter_ms=30)
     rows = [{"orderId": f"O-{i}", "sku": f"S-{i}", "productCogs": 2.5} for i in range(1200)]
     source = write_jsonl(tmp_path / "cogs.jsonl", rows)
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload", resource="cogs", path=str(source), batch_size=200, checkpoint=None
-        )
-
-    dag_run = run_dag(f"klar_e2e_envelope_{envelope}", build, store_dag)
+    dag_run = run_upload(
+        f"klar_e2e_envelope_{envelope}",
+        store_dag,
+        resource="cogs",
+        path=str(source),
+        batch_size=200,
+        checkpoint=None,
+    )
     out = capfd.readouterr().out
     assert dag_run.state == "success", out[-3000:]
     summary = summary_of(task_instances(dag_run, "upload")[0])
@@ -113,27 +109,23 @@ def test_a_413_splits_batches_and_rejects_only_the_record_too_large_alone(
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     klar_sandbox.set_faults(max_body_bytes=20_000)
     rows: list[dict[str, Any]] = transaction_costs(2000)
     rows[1234]["note"] = "x" * 30_000  # alone over Klar's limit (an unknown field: sent as it is)
     source = write_jsonl(tmp_path / "big.jsonl", rows)
     rejected = tmp_path / "rejected.jsonl"
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            resource="transaction-costs",
-            path=str(source),
-            batch_size=1000,
-            max_concurrency=2,
-            max_rejected=1,
-            rejected_path=str(rejected),
-            checkpoint=None,
-        )
-
-    dag_run = run_dag("klar_e2e_413", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_413",
+        store_dag,
+        resource="transaction-costs",
+        path=str(source),
+        batch_size=1000,
+        max_concurrency=2,
+        max_rejected=1,
+        rejected_path=str(rejected),
+        checkpoint=None,
+    )
     out = capfd.readouterr().out
     assert dag_run.state == "success", out[-3000:]
     summary = summary_of(task_instances(dag_run, "upload")[0])
@@ -152,27 +144,23 @@ def test_a_klar_that_echoes_the_token_never_gets_it_into_the_task_s_outputs(
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from airflow_provider_klar.operators.klar import KlarUploadOperator
-
     rows: list[dict[str, Any]] = transaction_costs(300)
     for index in (5, 150, 299):
         rows[index]["transactionCosts"] = "12,50"  # Klar refuses it, echoing the Authorization header
     source = write_jsonl(tmp_path / "costs.jsonl", rows)
     rejected = tmp_path / "rejected.jsonl"
 
-    def build() -> None:
-        KlarUploadOperator(
-            task_id="upload",
-            resource="transaction-costs",
-            path=str(source),
-            batch_size=100,
-            validate_locally=False,
-            max_rejected=3,
-            rejected_path=str(rejected),
-            checkpoint=None,
-        )
-
-    dag_run = run_dag("klar_e2e_echo", build, store_dag)
+    dag_run = run_upload(
+        "klar_e2e_echo",
+        store_dag,
+        resource="transaction-costs",
+        path=str(source),
+        batch_size=100,
+        validate_locally=False,
+        max_rejected=3,
+        rejected_path=str(rejected),
+        checkpoint=None,
+    )
     out = capfd.readouterr()
     assert dag_run.state == "success", out.out[-3000:]
     summary = summary_of(task_instances(dag_run, "upload")[0])
