@@ -142,13 +142,19 @@ def lines(stream: IO[bytes]) -> Iterator[bytes]:
     rest = b""
     while block := read(_BLOCK):
         # BytesIO shares the bytes it is given and splits lines in C.
-        for line in io.BytesIO(rest + block if rest else block):
+        buffer = io.BytesIO(block)
+        if rest:
+            # The line the previous block cut, completed (not the whole block copied onto it).
+            rest += buffer.readline()
+            if not rest.endswith(b"\n"):
+                continue  # a line longer than the block
+            yield rest
+            rest = b""
+        for line in buffer:
             if not line.endswith(b"\n"):
                 rest = line  # cut by the block's end: completed by the next block
                 break
             yield line
-        else:
-            rest = b""
     if rest:
         yield rest
 

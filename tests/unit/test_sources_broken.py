@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from airflow_provider_klar.results import FieldError
 from airflow_provider_klar.upload import RejectedWriter, SourceRecord, iter_path, iter_records
@@ -295,3 +297,22 @@ def test_a_long_malformed_json_line_is_kept_whole_for_the_rejected_file(tmp_path
     path = write(tmp_path / "o.jsonl", line.encode() + b"\n")
     [item] = iter_path(path)
     assert item.raw == line
+
+
+@given(
+    lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+    end=st.sampled_from([b"", b"\n", b"\r\n"]),
+    block=st.integers(min_value=1, max_value=64),
+)
+def test_lines_read_in_blocks_are_the_lines_a_file_object_gives(
+    lines: list[bytes], end: bytes, block: int
+) -> None:
+    from airflow_provider_klar.upload import _json
+
+    data = b"\n".join(lines) + end
+    original = _json._BLOCK
+    _json._BLOCK = block  # tiny blocks: lines cut by a block's end, lines longer than a block
+    try:
+        assert list(_json.lines(io.BytesIO(data))) == list(io.BytesIO(data))
+    finally:
+        _json._BLOCK = original
