@@ -55,7 +55,9 @@ class ValidatorLike(Protocol):
 
     def validate(self, record: Any) -> ValidatedLike: ...
 
-    def validate_json(self, data: bytes) -> ValidatedLike | None: ...
+    def validate_json(self, data: bytes) -> ValidatedLike | None:
+        """Optional: check the bytes of one JSON object in one pass (see ``RecordValidator``)."""
+        ...
 
 
 class SourceLike(Protocol):
@@ -236,7 +238,8 @@ def _one_pass(
 
     It returns ``None`` for a line it cannot vouch for (not a JSON object, an invalid record, a line of
     the provider's rejected file...); the caller then parses the line and takes the usual path, which
-    says what is wrong. ``None`` when there is no such step (unvalidated records without msgspec).
+    says what is wrong. ``None`` when there is no such step (a validator of dicts only, without
+    ``validate_json``; unvalidated records without msgspec).
     """
     prepared = PreparedRecord
     if validator is not None:
@@ -244,9 +247,13 @@ def _one_pass(
         # object per record.
         fields = getattr(validator, "validate_json_fields", None)
         if fields is None:
+            one: Callable[[bytes], ValidatedLike | None] | None = getattr(validator, "validate_json", None)
+            if one is None:
+                return None  # a validator of dicts only: every line is parsed first
+            validate_one = one
 
             def fields(line: bytes) -> Any:
-                result = validator.validate_json(line)
+                result = validate_one(line)
                 if result is None:
                     return None
                 return (result.record, result.id, result.errors, result.warnings, result.unknown_fields)

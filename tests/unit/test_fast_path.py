@@ -324,3 +324,20 @@ def test_cogs_lines_read_lazily_keep_their_key_and_their_errors(checked: bool) -
         assert [p.encoded is None for p in one_pass] == [False, False, True, True, False, False]
         assert one_pass[4].unknown_fields == ("note",)
         assert one_pass[5].key == ("O-5", None, "S-5")  # renamed to orderId before it is sent
+
+
+class DictsOnly:
+    """A validator of dicts only (no validate_json), as a caller of the engine may pass."""
+
+    def __init__(self) -> None:
+        self._inner = RecordValidator("orders", "07.2025")
+
+    def validate(self, record: Any) -> Any:
+        return self._inner.validate(record)
+
+
+def test_a_validator_of_dicts_only_gets_every_lazy_line_parsed_first() -> None:
+    data = b"\n".join(mixed_lines("07.2025")) + b"\n"
+    prepare = make_preparer(DictsOnly(), "id")  # type: ignore[arg-type]
+    _assert_same([prepare(r) for r in _read(data, lazy=True)], [prepare(r) for r in _read(data)])
+    assert sum(p.encoded is not None for p in (prepare(r) for r in _read(data, lazy=True))) >= 6
