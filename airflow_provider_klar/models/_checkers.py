@@ -52,7 +52,7 @@ class _AsModel:
         return self._record.get(self._names.get(name, name))
 
 
-def _on_dicts(function: Callable[..., Any], model: type[BaseModel], with_info: bool) -> Callable[..., Any]:
+def _on_dicts(function: Callable[..., Any], model: type[BaseModel]) -> Callable[..., Any]:
     """Run a model's after-validator on the dict the JSON checker builds; return the dict."""
     names = {name: info.alias or name for name, info in model.model_fields.items()}
 
@@ -81,8 +81,7 @@ def _as_dicts(node: Any, *, json: bool) -> Any:
         return core_schema.chain_schema([core_schema.is_instance_schema(float), node])
     if kind == "function-after" and node["schema"].get("type") == "model":
         function = node["function"]
-        with_info = function["type"] == "with-info"
-        wrapped = _on_dicts(function["function"], node["schema"]["cls"], with_info)
+        wrapped = _on_dicts(function["function"], node["schema"]["cls"])
         inner = _as_dicts(node["schema"], json=json)
         return {**node, "function": {**function, "function": wrapped}, "schema": inner}
     if json and kind == "union" and [choice.get("type") for choice in node["choices"]] == ["int", "float"]:

@@ -304,20 +304,27 @@ class RecordValidator:
             record = self._json_checker.validate_json(data)
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
+            if not self._unknown_keys_only(errors) or _too_deep(errors):
+                return None
             # Unknown fields only: the checker stopped short of building the dict, so parse it here.
-            if not errors or any(
-                e["type"] != "extra_forbidden" or e["loc"][-1] in self._snake or not _json_ready(e["input"])
-                for e in errors
-            ):
-                return None
-            if _too_deep(errors):
-                return None
             try:
                 record = from_json(data, allow_inf_nan=False, cache_strings="keys")
             except ValueError:
                 return None
             return self._finish_fields(record, tuple(path_of(e["loc"]) for e in errors))
         return self._finish_fields(record, ())
+
+    def _unknown_keys_only(self, errors: list[ErrorDetails]) -> bool:
+        """Whether the checker's only complaints are unknown keys holding plain JSON values.
+
+        Such a record is valid as it is: its unknown fields are only reported. A snake_case name of a
+        known field is not one of them (the record must be sent renamed), nor is a value JSON cannot
+        carry.
+        """
+        return bool(errors) and all(
+            e["type"] == "extra_forbidden" and e["loc"][-1] not in self._snake and _json_ready(e["input"])
+            for e in errors
+        )
 
     def _slow(self, raw: dict[str, Any], errors: list[ErrorDetails]) -> ValidatedRecord:
         """Handle a record with unknown keys, snake_case names, nested models or errors."""
@@ -326,9 +333,7 @@ class RecordValidator:
             deep = _too_deep(errors)
             if deep:
                 return ValidatedRecord(None, _best_id(raw, self._id_field), deep)
-        if len(unknown) == len(errors) and not any(
-            e["loc"][-1] in self._snake or not _json_ready(e["input"]) for e in errors
-        ):
+        if self._unknown_keys_only(errors):
             return self._finish(raw, tuple(unknown))
         try:
             instance = self._core.validate_python(raw, by_alias=True, by_name=True)

@@ -36,7 +36,7 @@ STREAM_ERRORS: tuple[type[Exception], ...] = (*GZIP_ERRORS, OSError)
 _WHITESPACE = b" \t\r\n"
 BOM = b"\xef\xbb\xbf"
 #: The keys that mark a line of the provider's rejected file (see ``upload/rejected.py``).
-REJECTED_KEYS = ("position", "source", "errors", "record")
+_REJECTED_KEYS = ("position", "source", "errors", "record")
 
 
 def json_type(value: Any) -> str:
@@ -116,12 +116,7 @@ def iter_json_lines(
         for number, line in enumerate(lines(stream), 1):
             if line.isspace():
                 continue
-            if not lazy:
-                yield parse_json_line(line, number, position, source)
-            elif number == 1 and line.startswith(BOM):
-                yield SourceRecord(position, source, number, UNPARSED, None, line[len(BOM) :])
-            else:
-                yield SourceRecord(position, source, number, UNPARSED, None, line)
+            yield (lazy_line if lazy else parse_json_line)(line, number, position, source)
             position += 1
     except STREAM_ERRORS as exc:
         raise stream_error(source, number, position, exc) from exc
@@ -159,6 +154,29 @@ def lines(stream: IO[bytes]) -> Iterator[bytes]:
         yield rest
 
 
+def is_rejected_entry(keys: Any) -> bool:
+    """Whether a JSON object with these keys is a line of the provider's rejected file.
+
+    :param keys: The object, or the names of its keys (anything ``in`` works on).
+    """
+    return "record" in keys and all(key in keys for key in _REJECTED_KEYS)
+
+
+def lazy_line(line: bytes, number: int, position: int, source: str) -> SourceRecord:
+    """Return one non-blank line of a JSON Lines file unparsed (see :func:`iter_json_lines`'s ``lazy``).
+
+    A byte order mark opening the file's first line is removed, as the eager reader removes it.
+
+    :param line: The line's bytes as read.
+    :param number: Its 1-based line number in the file.
+    :param position: Its position in the whole source.
+    :param source: The file's display name.
+    """
+    if number == 1 and line.startswith(BOM):
+        line = line[len(BOM) :]
+    return SourceRecord(position, source, number, UNPARSED, None, line)
+
+
 def parse_json_line(line: bytes, number: int, position: int, source: str) -> SourceRecord:
     """Read one non-blank line of a JSON Lines file (the step :func:`iter_json_lines` takes per line).
 
@@ -190,7 +208,7 @@ def parse_json_line(line: bytes, number: int, position: int, source: str) -> Sou
         except ValueError as exc_after_bom:
             return _malformed(position, source, number, _reason(exc_after_bom, line), line)
     if type(record) is dict:
-        if "record" in record and all(key in record for key in REJECTED_KEYS):
+        if is_rejected_entry(record):
             return _unwrap(record, number, position, source)
         # The line's own bytes travel along: when the validator proves the parsed dict is exactly
         # what Klar gets, they are sent as they are instead of encoding the dict again.

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult, Pool
 from typing import Any
 
-from airflow_provider_klar.upload._json import BOM, STREAM_ERRORS, stream_error
+from airflow_provider_klar.upload._json import STREAM_ERRORS, lazy_line, stream_error
 from airflow_provider_klar.upload._json import lines as lines_of
-from airflow_provider_klar.upload._record import UNPARSED, SourceRecord, parsed
+from airflow_provider_klar.upload._record import parsed
 from airflow_provider_klar.upload.prepare import PreparedRecord
 from airflow_provider_klar.upload.settings import LogLike
 
@@ -164,8 +164,7 @@ def _work(source: str, start: int, lines: list[tuple[int, bytes]]) -> list[Any]:
                 out.append(None)
                 continue
         # Checked in one pass over the line's bytes, as in the task's process (see upload/prepare.py).
-        raw = line[len(BOM) :] if number == 1 and line.startswith(BOM) else line
-        src = SourceRecord(position, source, number, UNPARSED, None, raw)
+        src = lazy_line(line, number, position, source)
         prepared = prepare(src)
         encoded = prepared.encoded
         if encoded is not None and encoded == line.strip():

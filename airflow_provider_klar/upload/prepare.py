@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from airflow_provider_klar._jsonsafe import MAX_DEPTH, deepest_path
 from airflow_provider_klar.results import FieldError
-from airflow_provider_klar.upload._json import REJECTED_KEYS as _REJECTED_KEYS
+from airflow_provider_klar.upload._json import is_rejected_entry
 from airflow_provider_klar.upload._record import UNPARSED, parsed
 from airflow_provider_klar.upload.accounting import where
 from airflow_provider_klar.upload.transform import TRANSFORM_FAILED
@@ -263,7 +263,7 @@ def _one_pass(
             if result is None:
                 return None
             out, record_id, errors, warnings, unknown = result
-            if "record" in unknown and _rejected_layout(unknown):
+            if is_rejected_entry(unknown):
                 # A line of the provider's rejected file stands for its record: the reader unwraps it.
                 return None
             if out is None or errors:
@@ -285,17 +285,13 @@ def _one_pass(
             record = decode(line)
         except Exception:  # the usual path parses it again and says why
             return None
-        if type(record) is not dict or ("record" in record and _rejected_layout(record)):
+        if type(record) is not dict or is_rejected_entry(record):
             return None
         value = record.get(id_field)
         key = None if multi_key is None else key_of(record, multi_key)
         return prepared(line, None if value is None else str(value), key=key)
 
     return unchecked
-
-
-def _rejected_layout(keys: Any) -> bool:
-    return all(key in keys for key in _REJECTED_KEYS)
 
 
 def _safe_id(record: Any, id_field: str) -> str | None:
