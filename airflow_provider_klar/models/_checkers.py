@@ -119,6 +119,12 @@ def json_checker(model: type[BaseModel]) -> SchemaValidator:
     :param model: A Klar model.
     """
     # Caching only the keys (which repeat in every record) is quicker than caching every short string.
-    return SchemaValidator(
-        _as_dicts(model.__pydantic_core_schema__, json=True), {**_CONFIG, "cache_strings": "keys"}
-    )
+    return SchemaValidator(json_dict_schema(model), {**_CONFIG, "cache_strings": "keys"})
+
+
+def json_dict_schema(model: type[BaseModel]) -> Any:
+    """Return the core schema :func:`json_checker` compiles (also copied by ``_structs.struct_checker``).
+
+    :param model: A Klar model.
+    """
+    return _as_dicts(model.__pydantic_core_schema__, json=True)

@@ -1,0 +1,178 @@
+"""A msgspec mirror of the JSON checker: a quicker first look at the bytes of one JSON object.
+
+msgspec decodes a 3 KB order into typed structs in about a third of the time pydantic-core's JSON
+checker needs (see ``docs/performance.md``). The mirror is built from the very schema copy the JSON
+checker compiles (:func:`~._checkers.json_dict_schema`) and it only ever *vouches*: a record it takes
+is one the JSON checker takes too, with the same values. Whatever it refuses goes to the JSON checker,
+which decides and words the errors, so the mirror may be stricter than the models but never laxer:
+
+- a schema part it does not know (a Python validator, a length bound, a regular expression beyond
+  ``^[A-Z]{3}$`` and its kind...) means no mirror for that model at all;
+- a pattern's closing ``$`` becomes ``\\Z``: Python's ``$`` also matches before a final newline, the
+  models' (Rust) ``$`` does not;
+- unknown keys are refused (the JSON checker reports them); so is a key given twice with a first value
+  that is invalid, which the JSON checker would overwrite;
+- a line that might be nested deeper than the JSON checker reads (more than ``MAX_DEPTH`` brackets)
+  is not looked at: only ``bundledProducts`` nest without bound, and msgspec reads far deeper.
+
+``tests/unit/test_structs.py`` holds the two side by side on edge cases and on random records.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+import sys
+import types
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel
+
+from airflow_provider_klar._jsonsafe import MAX_DEPTH
+
+try:
+    import msgspec
+except ImportError:  # Airflow 2 without msgspec: the JSON checker does it all
+    msgspec = None  # type: ignore[assignment]
+
+#: The patterns the mirror takes: anchored character classes with counts, nothing whose meaning
+#: could differ between Python's ``re`` and the Rust ``regex`` crate pydantic-core uses.
+_SIMPLE_PATTERN = re.compile(r"\^(?:\[[A-Za-z0-9\-]+\](?:\{\d+(?:,\d+)?\})?)+\$")
+#: Keys of a schema node that do not change what it accepts.
+_INERT = frozenset({"type", "ref", "metadata", "serialization"})
+_modules = itertools.count()
+
+
+class _Unsupported(Exception):
+    """A schema part the mirror cannot copy exactly."""
+
+
+def _check_keys(node: dict[str, Any], allowed: set[str]) -> None:
+    extra = set(node) - _INERT - allowed
+    if extra:
+        raise _Unsupported(f"{node['type']} with {sorted(extra)}")
+
+
+class _Builder:
+    """Build msgspec types from a core schema, each typed dict a ``Struct`` of a module of its own."""
+
+    def __init__(self) -> None:
+        # Recursive structs refer to each other by name: msgspec resolves the names in their module.
+        self.module = types.ModuleType(f"airflow_provider_klar.models._structs_{next(_modules)}")
+        sys.modules[self.module.__name__] = self.module
+        self.recursive = False
+
+    def convert(self, node: dict[str, Any]) -> Any:
+        kind = node["type"]
+        if kind == "definitions":
+            self.recursive = True
+            for definition in node["definitions"]:
+                self.convert(definition)
+            return self.convert(node["schema"])
+        if kind == "definition-ref":
+            return _name(node["schema_ref"])
+        if kind == "custom-error":
+            return self.convert(node["schema"])
+        if kind == "nullable":
+            _check_keys(node, {"schema"})
+            return Union[self.convert(node["schema"]), None]  # noqa: UP007 (a forward reference may be a str)
+        if kind == "float":
+            _check_keys(node, {"strict", "allow_inf_nan", "ge", "gt", "le", "lt"})
+            if node.get("allow_inf_nan", True):
+                raise _Unsupported("float that allows NaN")
+            bounds = {k: node[k] for k in ("ge", "gt", "le", "lt") if node.get(k) is not None}
+            return Annotated[float, msgspec.Meta(**bounds)] if bounds else float
+        if kind == "str":
+            _check_keys(node, {"strict", "pattern"})
+            pattern = node.get("pattern")
+            if pattern is None:
+                return str
+            if not _SIMPLE_PATTERN.fullmatch(pattern):
+                raise _Unsupported(f"pattern {pattern!r}")
+            return Annotated[str, msgspec.Meta(pattern=pattern[:-1] + r"\Z")]
+        if kind == "bool":
+            _check_keys(node, {"strict"})
+            return bool
+        if kind == "literal":
+            _check_keys(node, {"expected"})
+            if not all(type(value) is str for value in node["expected"]):
+                raise _Unsupported("literal of other than strings")
+            return Literal[tuple(node["expected"])]
+        if kind == "list":
+            _check_keys(node, {"items_schema", "strict"})
+            return list[self.convert(node["items_schema"])]  # type: ignore[misc]
+        if kind == "typed-dict":
+            return self._struct(node)
+        raise _Unsupported(kind)
+
+    def _struct(self, node: dict[str, Any]) -> Any:
+        _check_keys(node, {"fields", "extra_behavior", "config"})
+        config = node.get("config", {})
+        if node.get("extra_behavior") != "forbid" or config.get("strict") is not True:
+            raise _Unsupported("typed dict that is lax or takes unknown keys")
+        required: list[tuple[str, Any]] = []
+        optional: list[tuple[str, Any, Any]] = []
+        rename: dict[str, str] = {}
+        for index, (key, field) in enumerate(node["fields"].items()):
+            _check_keys(field, {"schema", "required"})
+            # Attribute names of our own; the JSON names (any string) live in ``rename``.
+            attribute = f"f{index}"
+            rename[attribute] = key
+            kind = self.convert(field["schema"])
+            if field.get("required", True):
+                required.append((attribute, kind))
+            else:
+                optional.append((attribute, Union[kind, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007
+        name = _name(node.get("ref") or f"anonymous_{len(vars(self.module))}")
+        struct = msgspec.defstruct(
+            name,
+            [*required, *optional],
+            rename=rename,
+            forbid_unknown_fields=True,
+            module=self.module.__name__,
+        )
+        setattr(self.module, name, struct)
+        return struct
+
+
+def _name(ref: str) -> str:
+    return "S_" + re.sub(r"\W", "_", ref)
+
+
+@functools.cache
+def struct_checker(model: type[BaseModel]) -> Callable[[bytes], dict[str, Any] | None] | None:
+    """Return a quick check of one JSON object's bytes: the dict the JSON checker would build, or ``None``.
+
+    ``None`` from the check means "not vouched for" (invalid, unknown keys, maybe too deep...): ask the
+    JSON checker. ``None`` instead of a check when msgspec is not installed or the model's schema has a
+    part the mirror cannot copy exactly.
+
+    :param model: A Klar model.
+    """
+    if msgspec is None:
+        return None
+    # Imported here: _checkers imports nothing of this module, and this keeps the dependency one way.
+    from airflow_provider_klar.models._checkers import json_dict_schema
+
+    builder = _Builder()
+    try:
+        root = builder.convert(json_dict_schema(model))
+        decode = msgspec.json.Decoder(root).decode
+    except (_Unsupported, TypeError, ValueError):
+        return None
+    to_builtins = msgspec.to_builtins
+    recursive = builder.recursive
+
+    def check(data: bytes) -> dict[str, Any] | None:
+        if recursive and data.count(b"[") + data.count(b"{") >= MAX_DEPTH:
+            return None
+        try:
+            # to_builtins leaves out the fields the record did not send (UNSET), as the checker does.
+            record: dict[str, Any] = to_builtins(decode(data))
+        except Exception:  # anything it refuses, it refuses: the JSON checker decides and explains
+            return None
+        return record
+
+    return check

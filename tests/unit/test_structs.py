@@ -1,0 +1,255 @@
+"""The msgspec mirror of the JSON checker never vouches for a record the JSON checker refuses.
+
+The mirror (``models/_structs.py``) is a quicker first look at a line's bytes. Whatever it takes must be
+taken by the JSON checker too, with the same values; it may refuse more (the JSON checker then decides).
+These tests hold the two side by side: on edge cases of every value kind, and on random damage done to
+realistic orders.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from airflow_provider_klar.models import RecordValidator, _structs
+from airflow_provider_klar.models._checkers import json_checker
+from airflow_provider_klar.models.validation import MODELS
+from airflow_provider_klar.sandbox.fake_data import fake_order, fake_orders, fake_transaction_costs
+
+pytest.importorskip("msgspec")
+
+MIRRORED = [(r, v) for r, shapes in MODELS.items() for v, m in shapes.items() if _structs.struct_checker(m)]
+
+
+def _checker_says(model: type, line: bytes) -> dict[str, Any] | None:
+    try:
+        out: dict[str, Any] = json_checker(model).validate_json(line)
+    except ValidationError:
+        return None
+    return out
+
+
+def assert_never_laxer(model: type, line: bytes) -> dict[str, Any] | None:
+    """Assert the mirror takes ``line`` only if the JSON checker does, with equal values; return its dict."""
+    quick = _structs.struct_checker(model)
+    assert quick is not None
+    mirrored = quick(line)
+    if mirrored is not None:
+        checked = _checker_says(model, line)
+        assert checked is not None, f"the mirror took a line the JSON checker refuses: {line[:300]!r}"
+        assert mirrored == checked
+        assert json.dumps(mirrored, sort_keys=True) == json.dumps(checked, sort_keys=True)
+    return mirrored
+
+
+def test_the_mirror_covers_the_current_shapes_and_refuses_what_it_cannot_copy() -> None:
+    # orders 12.2022 carry a Python validator (bundledProducts is an error there), cogs a model-level
+    # one: no mirror, the JSON checker does it all.
+    assert ("orders", "07.2025") in MIRRORED
+    assert ("transaction-costs", "06.2024") in MIRRORED
+    assert ("orders", "12.2022") not in MIRRORED
+    assert ("cogs", "12.2022") not in MIRRORED
+
+
+ORDER = MODELS["orders"]["07.2025"]
+COSTS = MODELS["transaction-costs"]["06.2024"]
+
+# (line, whether the JSON checker takes it): the mirror must refuse every line of the second kind.
+EDGES = [
+    (b'{"id":"A","transactionCosts":1e400}', False),
+    (b'{"id":"A","transactionCosts":-1e400}', False),
+    (b'{"id":"A","transactionCosts":1.8e308}', False),
+    (b'{"id":"A","transactionCosts":123456789012345678901234567890}', True),
+    (b'{"id":"A","transactionCosts":18446744073709551616}', True),
+    (b'{"id":"A","transactionCosts":-0}', True),
+    (b'{"id":"A","transactionCosts":1.0e-400}', True),
+    (b'{"id":"A","transactionCosts":5}', True),
+    (b'{"id":"A","transactionCosts":NaN}', False),
+    (b'{"id":"A","transactionCosts":Infinity}', False),
+    (b'{"id":"A","transactionCosts":true}', False),
+    (b'{"id":"A","transactionCosts":"5"}', False),
+    (b'{"id":"A","transactionCosts":null}', False),
+    (b'{"id":"A","transactionCosts":01}', False),
+    (b'{"id":"A","shipping":{"countryCodeIso2Letter":"DE"}}', True),
+    # Python's "$" matches before a final newline; the models' does not.
+    (b'{"id":"A","shipping":{"countryCodeIso2Letter":"DE\\n"}}', False),
+    (b'{"id":"A","shipping":{"countryCodeIso3Letter":"DEU\\n"}}', False),
+    (b'{"id":"A","shipping":{"countryCodeIso2Letter":"de"}}', False),
+    (b'{"id":"A","currencyCodeIso3Letter":"EUR\\n"}', False),
+    (b'{"id":"A","currencyCodeIso3Letter":"XYZ"}', False),
+    (b'{"id":"\\ud800"}', False),
+    (b'{"id":"\\udc00x"}', False),
+    (b'{"id":"\\ud83d\\ude00"}', True),
+    (b'{"id":"\xff"}', False),
+    (b'{"id":"\xed\xa0\x80"}', False),
+    (b'{"id":"a\tb"}', False),
+    (b'{"id":"\\u0000"}', True),
+    (b'{"id":5,"id":"A"}', True),  # the checker keeps the last value; the mirror refuses: allowed
+    (b'{"id":"A","id":5}', False),
+    (b'{"id":"A","closedAt":null}', False),
+    (b'{"id":"A","cancelledAt":0}', False),
+    (b'{"id":"A","cancelledAt":10000000000}', False),
+    (b'{"id":"A","shipping":{"provinceOrState":null}}', True),
+    (b'{"id":"A","customer":{"email":null}}', False),
+    (b'{"id":"A"} x', False),
+    (b' {"id":"A"} \n', True),
+    (b'\xef\xbb\xbf{"id":"A"}', False),
+    (b'{"id":"A","lineItems":[{"id":"x","taxes":[{"taxRate":1.00000000000001}]}]}', False),
+    (b'{"id":"A","lineItems":[{"id":"x","unknownX":1}]}', False),
+    (b'{"id":"A","line_items":[]}', False),
+    (b'{"id":"A","tags":null}', False),
+    (b'{"\\u0069d":"B"}', True),
+    (b"[]", False),
+    (b'"x"', False),
+    (b"", False),
+]
+
+
+@pytest.mark.parametrize(("line", "checker_takes"), EDGES)
+def test_edge_cases(line: bytes, checker_takes: bool) -> None:
+    assert (_checker_says(ORDER, line) is not None) == checker_takes
+    assert_never_laxer(ORDER, line)
+
+
+def _nested(levels: int) -> bytes:
+    inner = b'{"id":"z"}'
+    for level in range(levels):
+        inner = b'{"id":"b%d","bundledProducts":[%s]}' % (level, inner)
+    return b'{"id":"A","lineItems":[' + inner + b"]}"
+
+
+@pytest.mark.parametrize("levels", [1, 50, 97, 98, 99, 100, 150, 400, 1000])
+def test_bundles_nested_deeper_than_the_checker_reads_are_left_to_it(levels: int) -> None:
+    # msgspec reads far deeper than pydantic-core's 200 levels: the mirror must not vouch for those.
+    # 98 levels of bundles are 199 brackets, the deepest both read; 99 are too deep for both.
+    mirrored = assert_never_laxer(ORDER, _nested(levels))
+    assert (mirrored is not None) == (levels <= 98)
+    assert (_checker_says(ORDER, _nested(levels)) is not None) == (levels <= 98)
+
+
+def test_realistic_records_are_taken_with_the_checkers_values() -> None:
+    for order in fake_orders(300, seed=11):
+        for line in (json.dumps(order).encode(), json.dumps(order, ensure_ascii=False).encode()):
+            assert assert_never_laxer(ORDER, line) is not None
+    for costs in fake_transaction_costs(100, seed=11):
+        assert assert_never_laxer(COSTS, json.dumps(costs).encode()) is not None
+
+
+# -- random damage to realistic orders ---------------------------------------------------------------
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0, -1, 1, 0.5, 1.0, 1e10, 9_999_999_999, 10_000_000_000, "EUR", "DE", "DEU", ""])
+    | st.text(max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _paths(child, (*prefix, index))
+    return found
+
+
+def _damage(record: dict[str, Any], rng: random.Random, value: Any, name: str) -> dict[str, Any]:
+    paths = _paths(record)[1:]
+    path = rng.choice(paths)
+    parent: Any = record
+    for part in path[:-1]:
+        parent = parent[part]
+    last = path[-1]
+    action = rng.randrange(4)
+    if action == 0:
+        parent[last] = value  # any JSON value where a field was
+    elif action == 1 and isinstance(parent, dict):
+        del parent[last]
+    elif action == 2 and isinstance(parent, dict):
+        parent[name] = value  # a known or unknown key added
+    elif isinstance(parent[last], str):
+        parent[last] = parent[last] + rng.choice(["\n", "\u2028", "😀", " ", "\\", '"'])
+    else:
+        parent[last] = value
+    return record
+
+
+KEYS = ["id", "quantity", "productGmv", "taxRate", "discountAmount", "isVoucher", "descriptor",
+        "countryCodeIso2Letter", "currencyCodeIso3Letter", "cancelledAt", "closedAt", "bundledProducts",
+        "lineItems", "tags", "refundedLineItems", "lineItemId", "order_name", "zzUnknown"]  # fmt: skip
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 10_000),
+    values=st.lists(json_values, min_size=1, max_size=4),
+    names=st.lists(st.sampled_from(KEYS) | st.text(max_size=6), min_size=4, max_size=4),
+    ascii_only=st.booleans(),
+)
+def test_damaged_orders_are_never_vouched_for_when_the_checker_refuses_them(
+    seed: int, values: list[Any], names: list[str], ascii_only: bool
+) -> None:
+    rng = random.Random(seed)
+    record = fake_order(seed, seed=seed)
+    for value, name in zip(values, names, strict=False):
+        record = _damage(record, rng, value, name)
+    assert_never_laxer(ORDER, json.dumps(record, ensure_ascii=ascii_only).encode())
+
+
+def test_the_validator_gives_the_same_results_with_and_without_the_quick_look() -> None:
+    quick = RecordValidator("orders", "07.2025")
+    plain = RecordValidator("orders", "07.2025")
+    plain._quick = None
+    rng = random.Random(5)
+    lines = []
+    for n, order in enumerate(fake_orders(200, seed=5)):
+        damaged = order
+        if n % 3 == 0:
+            damaged = _damage(order, rng, rng.choice([None, -1, "x", 1e10, [], {}]), rng.choice(KEYS))
+        lines.append(json.dumps(damaged).encode())
+    for line in [*lines, *(edge for edge, _ in EDGES)]:
+        assert quick.validate_json_fields(line) == plain.validate_json_fields(line), line[:200]
+
+
+def test_the_quick_look_stops_when_it_refuses_most_records() -> None:
+    # Every record carries a field the models do not know: the mirror refuses each, so after a
+    # while the validator stops asking it (the results stay the JSON checker's).
+    validator = RecordValidator("orders", "07.2025")
+    assert validator._quick is not None
+    for order in fake_orders(1200, seed=2):
+        order["zzNote"] = "gift"
+        result = validator.validate_json_fields(json.dumps(order).encode())
+        assert result is not None
+        assert result[4] == ("zzNote",)
+    assert validator._quick is None
+
+
+def test_without_msgspec_there_is_no_mirror(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_structs, "msgspec", None)
+    _structs.struct_checker.cache_clear()
+    try:
+        assert _structs.struct_checker(ORDER) is None
+        validator = RecordValidator("orders", "07.2025")
+        line = json.dumps(next(fake_orders(1, seed=1))).encode()
+        result = validator.validate_json_fields(line)
+        assert result is not None
+        assert result[2] == ()
+    finally:
+        _structs.struct_checker.cache_clear()
