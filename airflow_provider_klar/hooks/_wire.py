@@ -35,8 +35,13 @@ def body(parts: Sequence[bytes], envelope: str) -> bytes:
     :param parts: One JSON document per record.
     :param envelope: ``"array"`` or ``"items"``.
     """
-    array = b"[" + b",".join(parts) + b"]"
-    return array if envelope == "array" else b'{"items":' + array + b"}"
+    if not parts:
+        return b"[]" if envelope == "array" else b'{"items":[]}'
+    # One copy of the whole body (a batch is megabytes): the brackets join the first and last records.
+    head, tail = (b"[", b"]") if envelope == "array" else (b'{"items":[', b"]}")
+    if len(parts) == 1:
+        return head + parts[0] + tail
+    return b",".join([head + parts[0], *parts[1:-1], parts[-1] + tail])
 
 
 def body_size(parts: Sequence[bytes], envelope: str) -> int:
