@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
 import random
 from collections.abc import Iterator
@@ -16,10 +17,13 @@ import fsspec
 import pydantic
 import pytest
 from airflow.providers.common.compat.sdk import ObjectStoragePath
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_klar.exceptions import KlarConfigurationError, KlarSourceError, KlarSourceNotFoundError
 from airflow_provider_klar.upload import SourceRecord, detect_format, iter_path, iter_records, resolve_paths
 from airflow_provider_klar.upload import sources as sources_module
+from airflow_provider_klar.upload._csv import parse_number
 from airflow_provider_klar.upload.sources import display_name, iter_stream, storage_conn_id
 from tests.airflow_compat import attach
 
@@ -564,3 +568,39 @@ def test_closing_the_file_source_closes_the_open_file(
     assert not opened[0].closed
     source.close()
     assert opened[0].closed
+
+
+def _parse_number_by_trying_int_first(text: str) -> int | float:
+    """The obvious way to read a CSV number (what ``parse_number`` did before it stopped raising)."""
+    stripped = text.strip()
+    if "_" in stripped:
+        raise ValueError(text)
+    try:
+        return int(stripped)
+    except ValueError:
+        value = float(stripped)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789.eE+-_ xinfaINFAty,\u0661\u00b2", max_size=10),
+        st.integers().map(str),
+        st.floats().map(repr),
+        st.text(max_size=6),
+    )
+)
+def test_csv_numbers_read_as_the_obvious_way_reads_them(text: str) -> None:
+    try:
+        expected: int | float | None = _parse_number_by_trying_int_first(text)
+    except ValueError:
+        expected = None
+    try:
+        got: int | float | None = parse_number(text)
+    except ValueError:
+        got = None
+    assert got == expected
+    assert type(got) is type(expected)
