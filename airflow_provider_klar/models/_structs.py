@@ -12,8 +12,8 @@ which decides and words the errors, so the mirror may be stricter than the model
   models' (Rust) ``$`` does not;
 - unknown keys are refused (the JSON checker reports them); so is a key given twice with a first value
   that is invalid, which the JSON checker would overwrite;
-- a line that might be nested deeper than the JSON checker reads (more than ``MAX_DEPTH`` brackets)
-  is not looked at: only ``bundledProducts`` nest without bound, and msgspec reads far deeper.
+- only ``bundledProducts`` nest without bound, and msgspec reads far deeper than the JSON checker
+  (``MAX_DEPTH`` levels): the mirror unrolls them to a depth well within it and refuses what is deeper.
 
 ``tests/unit/test_structs.py`` holds the two side by side on edge cases and on random records.
 """
@@ -30,8 +30,6 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel
 
-from airflow_provider_klar._jsonsafe import MAX_DEPTH
-
 try:
     import msgspec
 except ImportError:  # Airflow 2 without msgspec: the JSON checker does it all
@@ -43,6 +41,9 @@ _SIMPLE_PATTERN = re.compile(r"\^(?:\[[A-Za-z0-9\-]+\](?:\{\d+(?:,\d+)?\})?)+\$"
 #: Keys of a schema node that do not change what it accepts.
 _INERT = frozenset({"type", "ref", "metadata", "serialization"})
 _modules = itertools.count()
+#: How many references deep the mirror follows a recursive schema: ``bundledProducts`` some 35 levels
+#: deep, about 80 levels of JSON, well within what pydantic-core reads. Deeper records go to the checker.
+_LEVELS = 40
 
 
 class _Unsupported(Exception):
@@ -56,28 +57,32 @@ def _check_keys(node: dict[str, Any], allowed: set[str]) -> None:
 
 
 class _Builder:
-    """Build msgspec types from a core schema, each typed dict a ``Struct`` of a module of its own."""
+    """Build msgspec types from a core schema, each typed dict a ``Struct`` of a module of its own.
+
+    A recursive schema (a line item's ``bundledProducts`` are line items) is unrolled to
+    :data:`_LEVELS` references deep, and below that a reference takes nothing: msgspec reads far deeper
+    than pydantic-core's limit of ``MAX_DEPTH`` levels, so the mirror's own types must stop first.
+    """
 
     def __init__(self) -> None:
-        # Recursive structs refer to each other by name: msgspec resolves the names in their module.
+        # Structs refer to each other by name: msgspec resolves the names in their module.
         self.module = types.ModuleType(f"airflow_provider_klar.models._structs_{next(_modules)}")
         sys.modules[self.module.__name__] = self.module
-        self.recursive = False
+        self.definitions: dict[str, dict[str, Any]] = {}
+        self.built: dict[tuple[str, int], Any] = {}
 
-    def convert(self, node: dict[str, Any]) -> Any:
+    def convert(self, node: dict[str, Any], level: int = 0) -> Any:
         kind = node["type"]
         if kind == "definitions":
-            self.recursive = True
-            for definition in node["definitions"]:
-                self.convert(definition)
-            return self.convert(node["schema"])
+            self.definitions.update({d["ref"]: d for d in node["definitions"]})
+            return self.convert(node["schema"], level)
         if kind == "definition-ref":
-            return _name(node["schema_ref"])
+            return self._reference(node["schema_ref"], level + 1)
         if kind == "custom-error":
-            return self.convert(node["schema"])
+            return self.convert(node["schema"], level)
         if kind == "nullable":
             _check_keys(node, {"schema"})
-            return Union[self.convert(node["schema"]), None]  # noqa: UP007 (a forward reference may be a str)
+            return Union[self.convert(node["schema"], level), None]  # noqa: UP007 (a name may be a str)
         if kind == "float":
             _check_keys(node, {"strict", "allow_inf_nan", "ge", "gt", "le", "lt"})
             if node.get("allow_inf_nan", True):
@@ -102,12 +107,27 @@ class _Builder:
             return Literal[tuple(node["expected"])]
         if kind == "list":
             _check_keys(node, {"items_schema", "strict"})
-            return list[self.convert(node["items_schema"])]  # type: ignore[misc]
+            return list[self.convert(node["items_schema"], level)]  # type: ignore[misc]
         if kind == "typed-dict":
-            return self._struct(node)
+            return self._struct(node, level)
         raise _Unsupported(kind)
 
-    def _struct(self, node: dict[str, Any]) -> Any:
+    def _reference(self, ref: str, level: int) -> Any:
+        if level > _LEVELS:
+            return self._nothing()
+        # A reference always leads a level down, so a struct is complete before anything refers to it.
+        if (ref, level) not in self.built:
+            self.built[ref, level] = self.convert(self.definitions[ref], level)
+        return self.built[ref, level]
+
+    def _nothing(self) -> Any:
+        # One required field whose value would have to be above 1 and below 0: nothing passes.
+        if ("", 0) not in self.built:
+            impossible = Annotated[float, msgspec.Meta(gt=1, lt=0)]
+            self.built["", 0] = self._define("nothing", [("f0", impossible)], [], {"f0": "f0"})
+        return self.built["", 0]
+
+    def _struct(self, node: dict[str, Any], level: int) -> Any:
         _check_keys(node, {"fields", "extra_behavior", "config"})
         config = node.get("config", {})
         if node.get("extra_behavior") != "forbid" or config.get("strict") is not True:
@@ -120,20 +140,30 @@ class _Builder:
             # Attribute names of our own; the JSON names (any string) live in ``rename``.
             attribute = f"f{index}"
             rename[attribute] = key
-            kind = self.convert(field["schema"])
+            kind = self.convert(field["schema"], level)
             if field.get("required", True):
                 required.append((attribute, kind))
             else:
                 optional.append((attribute, Union[kind, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007
-        name = _name(node.get("ref") or f"anonymous_{len(vars(self.module))}")
+        ref = node.get("ref")
+        name = f"{ref}_{level}" if ref else f"anonymous_{len(vars(self.module))}"
+        return self._define(name, required, optional, rename)
+
+    def _define(
+        self,
+        name: str,
+        required: list[tuple[str, Any]],
+        optional: list[tuple[str, Any, Any]],
+        rename: dict[str, str],
+    ) -> Any:
         struct = msgspec.defstruct(
-            name,
+            _name(name),
             [*required, *optional],
             rename=rename,
             forbid_unknown_fields=True,
             module=self.module.__name__,
         )
-        setattr(self.module, name, struct)
+        setattr(self.module, _name(name), struct)
         return struct
 
 
@@ -163,11 +193,8 @@ def struct_checker(model: type[BaseModel]) -> Callable[[bytes], dict[str, Any] |
     except (_Unsupported, TypeError, ValueError):
         return None
     to_builtins = msgspec.to_builtins
-    recursive = builder.recursive
 
     def check(data: bytes) -> dict[str, Any] | None:
-        if recursive and data.count(b"[") + data.count(b"{") >= MAX_DEPTH:
-            return None
         try:
             # to_builtins leaves out the fields the record did not send (UNSET), as the checker does.
             record: dict[str, Any] = to_builtins(decode(data))

@@ -124,13 +124,18 @@ def _nested(levels: int) -> bytes:
     return b'{"id":"A","lineItems":[' + inner + b"]}"
 
 
-@pytest.mark.parametrize("levels", [1, 50, 97, 98, 99, 100, 150, 400, 1000])
+@pytest.mark.parametrize("levels", [1, 10, 38, 39, 40, 41, 50, 98, 99, 100, 400, 1000, 5000])
 def test_bundles_nested_deeper_than_the_checker_reads_are_left_to_it(levels: int) -> None:
-    # msgspec reads far deeper than pydantic-core's 200 levels: the mirror must not vouch for those.
-    # 98 levels of bundles are 199 brackets, the deepest both read; 99 are too deep for both.
+    # msgspec reads far deeper than pydantic-core's 200 levels (98 levels of bundles, 199 brackets):
+    # the mirror takes bundles some 39 levels deep and leaves anything deeper to the checker.
     mirrored = assert_never_laxer(ORDER, _nested(levels))
-    assert (mirrored is not None) == (levels <= 98)
+    assert (mirrored is not None) == (levels <= _structs._LEVELS - 1)
     assert (_checker_says(ORDER, _nested(levels)) is not None) == (levels <= 98)
+
+
+def test_an_empty_list_of_bundles_is_taken_at_any_depth_the_mirror_reads() -> None:
+    line = _nested(_structs._LEVELS - 1).replace(b'{"id":"z"}', b'{"id":"z","bundledProducts":[]}')
+    assert assert_never_laxer(ORDER, line) is not None
 
 
 def test_realistic_records_are_taken_with_the_checkers_values() -> None:
