@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 try:
     import msgspec
-except ImportError:  # Airflow 2 without msgspec: the JSON checker does it all
+except ImportError:  # an environment that left msgspec out: the JSON checker does it all
     msgspec = None  # type: ignore[assignment]
 
 #: The patterns the mirror takes: anchored character classes with counts, nothing whose meaning

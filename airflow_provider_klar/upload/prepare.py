@@ -23,9 +23,9 @@ _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", 
 _ENCODE_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError)
 _decode_object: Callable[[bytes], Any] | None
 try:
-    # msgspec (a dependency of Airflow 3's task SDK) encodes a realistic order about 6x faster than the
-    # json module. It writes NaN as null, so it serves only validated records: the models refuse
-    # non-finite numbers. Unchecked records keep the json module, which refuses NaN with a message.
+    # msgspec (a dependency) encodes a realistic order about 6x faster than the json module. It writes
+    # NaN as null, so it serves only validated records: the models refuse non-finite numbers. Unchecked
+    # records keep the json module, which refuses NaN with a message.
     import msgspec
 
     _encode_valid: Callable[[Any], bytes] = msgspec.json.Encoder().encode
@@ -33,7 +33,7 @@ try:
     # It also parses a 3 KB order in about 60% of pydantic_core's time, and refuses what Klar could not
     # store (NaN, numbers beyond a double, half surrogate pairs): the check of a line sent unvalidated.
     _decode_object = msgspec.json.Decoder().decode
-except ImportError:  # Airflow 2 without msgspec
+except ImportError:  # an environment that left msgspec out: slower, never wrong
     _decode_object = None
 
     def _encode_valid(record: Any) -> bytes:
