@@ -27,14 +27,16 @@ class SourceRecord:
     :param line: 1-based line number in JSON Lines and CSV files (a CSV row's first line); the 0-based
         item index in JSON array files and in ``records=``.
     :param record: The parsed record (a dict, or the pydantic model given in ``records=``); ``None``
-        when malformed; :data:`UNPARSED` for a line of a JSON Lines file read lazily, which is parsed
-        only by whoever needs the dict (see :func:`parsed`).
+        when malformed; :data:`UNPARSED` for a line of a JSON Lines file read lazily and
+        :data:`UNPARSED_ITEM` for an item of a JSON array file read lazily, which are parsed only by
+        whoever needs the dict (see :func:`parsed` and :func:`is_unparsed`).
     :param error: Why the line could not be read, starting with where it is
         (``"line 17: invalid JSON: Expecting ',' delimiter at column 35"``); ``None`` when fine.
     :param raw: For a malformed line, its text for the rejected file (a JSON Lines line whole up to
         1,000,000 characters, other texts cut to 10,000). For a
-        record read from a JSON Lines file, the line's bytes as read (byte order mark removed): the
-        upload sends them unchanged when validation proves ``record`` is exactly what Klar gets.
+        record read from a JSON Lines file, the line's bytes as read (byte order mark removed); for an
+        item of a JSON array file read lazily, the item's bytes (inner whitespace kept): the upload
+        sends them unchanged when validation proves ``record`` is exactly what Klar gets.
     """
 
     position: int
@@ -50,17 +52,39 @@ class SourceRecord:
         return self.error is None
 
 
-class _Unparsed:
-    __slots__ = ()
+class Unparsed:
+    """The type of :data:`UNPARSED` and :data:`UNPARSED_ITEM`: a record read lazily, its bytes in ``raw``.
+
+    Test a record with ``type(record) is Unparsed`` (or :func:`is_unparsed`): which of the two it is
+    says how :func:`parsed` reads the bytes.
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
 
     def __repr__(self) -> str:
-        return "UNPARSED"
+        return self._name
+
+    def __reduce__(self) -> str:
+        # Pickled by name, so that a copy is the module's own instance (records are told apart by identity).
+        return self._name
 
 
 #: The :attr:`SourceRecord.record` of a JSON Lines line read lazily: its bytes are in ``raw``, and
 #: whether they are a JSON object at all is not known yet. The upload's per-record step checks such a
 #: line in one pass over its bytes; anything that needs the dict calls :func:`parsed` first.
-UNPARSED: Any = _Unparsed()
+UNPARSED: Any = Unparsed("UNPARSED")
+#: The same for an item of a JSON array file read lazily. Its bytes are known to be one JSON value;
+#: unlike a line, an item in the layout of the provider's rejected file is not read as the record it
+#: holds (the eager array reader never did).
+UNPARSED_ITEM: Any = Unparsed("UNPARSED_ITEM")
+
+
+def is_unparsed(record: Any) -> bool:
+    """Whether ``record`` (a :attr:`SourceRecord.record`) stands for bytes not parsed yet."""
+    return type(record) is Unparsed
 
 
 def parsed(src: _S) -> _S:
@@ -69,12 +93,14 @@ def parsed(src: _S) -> _S:
     :param src: A record from any reader; one not read lazily is returned as it is.
     """
     lazy: Any = src
-    if lazy.record is not UNPARSED:
+    kind = lazy.record
+    if type(kind) is not Unparsed:
         return src
-    # Imported here: the JSON Lines reader imports this module.
-    from airflow_provider_klar.upload._json import parse_json_line
+    # Imported here: the JSON readers import this module.
+    from airflow_provider_klar.upload._json import parse_json_item, parse_json_line
 
-    return cast(_S, parse_json_line(lazy.raw, lazy.line, lazy.position, lazy.source))
+    parse = parse_json_item if kind is UNPARSED_ITEM else parse_json_line
+    return cast(_S, parse(lazy.raw, lazy.line, lazy.position, lazy.source))
 
 
 def cut(text: str, limit: int = 10_000) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from airflow_provider_klar._jsonsafe import MAX_DEPTH, deepest_path
 from airflow_provider_klar.results import FieldError
 from airflow_provider_klar.upload._json import is_rejected_entry
-from airflow_provider_klar.upload._record import UNPARSED, parsed
+from airflow_provider_klar.upload._record import Unparsed, parsed
 from airflow_provider_klar.upload.accounting import where
 from airflow_provider_klar.upload.transform import TRANSFORM_FAILED
 
@@ -155,10 +155,11 @@ def make_preparer(
     one record (a record nested too deep for the encoder, a mapping whose methods raise): nothing about
     one record can end the upload.
 
-    A record read from a JSON Lines file carries its line's bytes (``raw``). When the validator hands
-    back the very dict it was given, it vouches that the dict is already exactly what Klar gets
-    (camelCase names only, JSON values only); the reader parsed that dict from those bytes, so the
-    bytes are sent unchanged and the record is not encoded again.
+    A record read from a JSON Lines file carries its line's bytes (``raw``), an item of a JSON array
+    file read lazily its item's bytes. When the validator hands back the very dict it was given, it
+    vouches that the dict is already exactly what Klar gets (camelCase names only, JSON values only);
+    the reader parsed that dict from those bytes, so the bytes are sent unchanged and the record is not
+    encoded again.
 
     :param validator: The models' validator for the resource and version, or ``None`` to skip validation.
     :param id_field: The field naming the record (``id``, or ``orderId`` for the cost resources).
@@ -179,13 +180,13 @@ def make_preparer(
 
     def prepare(src: SourceLike) -> PreparedRecord:
         try:
-            if src.record is UNPARSED:
+            if type(src.record) is Unparsed:  # a JSON Lines line or a JSON array item read lazily
                 line: bytes = src.raw.strip()  # type: ignore[union-attr,assignment]  # bytes when lazy
                 if one_pass is not None and (max_raw is None or len(line) <= max_raw):
                     done = one_pass(line)
                     if done is not None:
                         return done
-                # Not something the one pass vouches for: read the line as an eager reader would.
+                # Not something the one pass vouches for: read it as an eager reader would.
                 src = parsed(src)
             if src.error is not None:
                 # The id of a line cut short can often still be read, so the rejected file can name it.
@@ -234,7 +235,7 @@ def make_preparer(
 def _one_pass(
     validator: ValidatorLike | None, id_field: str, multi_key: tuple[str, ...] | None
 ) -> Callable[[bytes], PreparedRecord | None] | None:
-    """Return the step for a line read unparsed: one pass over its bytes, and the bytes sent as read.
+    """Return the step for a line (or array item) read unparsed: one pass over its bytes, sent as read.
 
     It returns ``None`` for a line it cannot vouch for (not a JSON object, an invalid record, a line of
     the provider's rejected file...); the caller then parses the line and takes the usual path, which
@@ -264,7 +265,8 @@ def _one_pass(
                 return None
             out, record_id, errors, warnings, unknown = result
             if is_rejected_entry(unknown):
-                # A line of the provider's rejected file stands for its record: the reader unwraps it.
+                # A line of the provider's rejected file stands for its record: the reader unwraps it
+                # (an array item of that layout is not unwrapped, but takes the usual path all the same).
                 return None
             if out is None or errors:
                 return prepared(None, record_id, errors, warnings, unknown)

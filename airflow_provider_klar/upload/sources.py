@@ -307,7 +307,8 @@ def iter_stream(
     :param start: The position of the first record (the count of records read from earlier files).
     :param resource: The Klar resource, used by CSV to type its columns.
     :param api_version: The API version, used by CSV to type its columns (default: the resource's).
-    :param lazy: Hand on JSON Lines lines unparsed (see :func:`~._json.iter_json_lines`).
+    :param lazy: Hand on JSON Lines lines and JSON array items unparsed (see
+        :func:`~._json.iter_json_lines` and :func:`~._json.iter_json_array`).
     """
     fmt = _FORMAT_ALIASES.get(file_format, file_format)
     if fmt not in FORMATS:
@@ -318,7 +319,7 @@ def iter_stream(
     if fmt == "jsonl":
         return iter_json_lines(body, source, start, lazy=lazy)
     if fmt == "json":
-        return iter_json_array(body, source, start)
+        return iter_json_array(body, source, start, lazy=lazy)
     return iter_csv(body, source, start, resource, api_version)
 
 
@@ -343,7 +344,8 @@ class FileSource(Iterator[SourceRecord]):
     :param plan: The files with their format, gzip flag and version (size and change marker), in order.
     :param resource: The Klar resource (types CSV columns).
     :param api_version: Its API version (types CSV columns).
-    :param lazy: Hand on JSON Lines lines unparsed (see :func:`~._json.iter_json_lines`).
+    :param lazy: Hand on JSON Lines lines and JSON array items unparsed (see
+        :func:`~._json.iter_json_lines` and :func:`~._json.iter_json_array`).
     """
 
     def __init__(
@@ -422,9 +424,9 @@ def iter_path(
     :param resource: The Klar resource; CSV is allowed only for flat ones and typed by its model.
     :param conn_id: The Airflow connection for the object storage, when the URL does not name one.
     :param api_version: The API version whose model types the CSV columns (default: the resource's).
-    :param lazy: Hand on the lines of JSON Lines files unparsed, their record
-        :data:`~._record.UNPARSED` and their bytes in ``raw`` (the upload checks them in one pass; see
-        :func:`~._record.parsed` for the dict).
+    :param lazy: Hand on the lines of JSON Lines files and the items of JSON array files unparsed,
+        their record :data:`~._record.UNPARSED` (:data:`~._record.UNPARSED_ITEM`) and their bytes in
+        ``raw`` (the upload checks them in one pass; see :func:`~._record.parsed` for the dict).
     :raises KlarSourceNotFoundError: When nothing matches (yet).
     :raises KlarConfigurationError: When a format is unknown, or CSV is used for a nested resource.
     """
