@@ -21,7 +21,7 @@ import gzip
 import io
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import ijson
@@ -473,13 +473,15 @@ class _ItemSplitter:
             try:
                 block = read(_BLOCK)
             except STREAM_ERRORS as exc:
-                # ijson yields the items read whole, then meets the same failure.
+                # ijson yields the items read whole that could not be cut, then meets the same failure.
+                buffer = yield from self._last_cuts(buffer)
                 self.rest = _Prefixed(b"[" + buffer, _Failing(exc))
                 return
             if not block:
                 # The end: what is left must be the last items and the closing bracket.
                 items = self._decode(b"[" + buffer)
                 if items is None or items is _UNTRUSTED:
+                    buffer = yield from self._last_cuts(buffer)
                     self.rest = _Prefixed(b"[" + buffer, stream)
                 elif items:
                     yield items
@@ -502,6 +504,14 @@ class _ItemSplitter:
             retry_at = 0
             buffer = buffer[end:]
             yield items
+
+    def _last_cuts(self, buffer: bytes) -> Generator[list[Any], None, bytes]:
+        """Yield the items that can still be cut off ``buffer`` (which will not grow); return the rest."""
+        while (found := self._cut(buffer)) is not None and found[0] is not _UNTRUSTED:
+            items, end = found
+            buffer = buffer[end:]
+            yield items
+        return buffer
 
     def _cut(self, buffer: bytes) -> tuple[Any, int] | None:
         """Find the last item boundary worth trying; return the items before it and where the rest starts."""
