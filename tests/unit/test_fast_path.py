@@ -21,7 +21,8 @@ from airflow_provider_klar.models import RecordValidator
 from airflow_provider_klar.results import KlarBatchResult, OutcomeState, RecordOutcome
 from airflow_provider_klar.sandbox.fake_data import fake_orders
 from airflow_provider_klar.upload import prepare as prepare_module
-from airflow_provider_klar.upload._json import iter_json_lines
+from airflow_provider_klar.upload._json import iter_json_array, iter_json_lines
+from airflow_provider_klar.upload._record import UNPARSED_ITEM
 from airflow_provider_klar.upload.accounting import Rejection
 from airflow_provider_klar.upload.engine import EngineSettings, UploadEngine
 from airflow_provider_klar.upload.prepare import PreparedRecord, make_preparer
@@ -341,3 +342,85 @@ def test_a_validator_of_dicts_only_gets_every_lazy_line_parsed_first() -> None:
     prepare = make_preparer(DictsOnly(), "id")  # type: ignore[arg-type]
     _assert_same([prepare(r) for r in _read(data, lazy=True)], [prepare(r) for r in _read(data)])
     assert sum(p.encoded is not None for p in (prepare(r) for r in _read(data, lazy=True))) >= 6
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def mixed_items(version: str) -> bytes:
+    """The lines of :func:`mixed_lines` that are JSON values ijson reads whole, as one JSON array.
+
+    Each item keeps its line's bytes (a key twice, raw UTF-8, a line separator). Left out: what is not
+    JSON, byte order marks included (an array cannot go on after it), numbers ijson refuses (it ends the
+    read; read lazily they are judged as in JSON Lines) and half a surrogate pair (msgspec refuses it, so
+    ijson reads on from there: see ``tests/unit/test_array_split.py``).
+    """
+    items = []
+    for line in mixed_lines(version):
+        if not line.strip() or b"1e400" in line or b"\\ud800" in line:
+            continue
+        try:
+            json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            continue
+        items.append(line.strip())
+    return b"[" + b",\n".join(items) + b"]"
+
+
+def _read_array(data: bytes, *, lazy: bool = False) -> list[Any]:
+    return list(iter_json_array(io.BytesIO(data), "/d/o.json", 0, lazy=lazy))
+
+
+@pytest.mark.parametrize(("version", "strict"), CASES)
+def test_array_items_read_lazily_prepare_as_the_eager_reader_s(version: str, strict: bool) -> None:
+    data = mixed_items(version)
+    lazy = _read_array(data, lazy=True)
+    assert [r.record for r in lazy] == [UNPARSED_ITEM] * len(lazy)  # every item split, none parsed
+    validator = RecordValidator("orders", version, strict=strict)
+    for prepare in (make_preparer(validator, "id"), make_preparer(None, "id")):
+        one_pass = [prepare(r) for r in lazy]
+        eager = [prepare(r) for r in _read_array(data)]
+        assert len(one_pass) == len(eager) >= 25
+        _assert_same(one_pass, eager)
+    assert any(p.encoded is None for p in one_pass)  # the mix has records to refuse
+
+
+@pytest.mark.parametrize("version", ["07.2025", "12.2022"])
+def test_an_upload_of_an_array_sends_and_rejects_the_same_read_lazily(version: str) -> None:
+    data = mixed_items(version)
+    eager_sent, eager_rejected, eager_tally = _upload(_read_array(data), version)
+    lazy_sent, lazy_rejected, lazy_tally = _upload(_read_array(data, lazy=True), version)
+    assert sorted(lazy_sent, key=json.dumps) == sorted(eager_sent, key=json.dumps)
+    assert len(lazy_sent) >= 6
+    assert sorted((r.ordinal, r.id, r.errors, str(r.record)) for r in lazy_rejected) == sorted(
+        (r.ordinal, r.id, r.errors, str(r.record)) for r in eager_rejected
+    )
+    lazy_state, eager_state = lazy_tally.to_state(), eager_tally.to_state()
+    assert sorted(lazy_state.pop("rejected_ids")) == sorted(eager_state.pop("rejected_ids"))
+    assert sorted(lazy_state.pop("errors")) == sorted(eager_state.pop("errors"))
+    assert lazy_state == eager_state
+
+
+@pytest.mark.parametrize("dumps", [{}, {"indent": 2}], ids=["default", "indent-2"])
+def test_valid_array_items_are_sent_as_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dumps: dict[str, Any]
+) -> None:
+    encoded: list[Any] = []
+    real = prepare_module._encode_valid
+
+    def spy(record: Any) -> bytes:
+        encoded.append(record)
+        return real(record)
+
+    monkeypatch.setattr(prepare_module, "_encode_valid", spy)
+    orders = list(fake_orders(30, seed=5))
+    path = tmp_path / "orders.json"
+    path.write_text(json.dumps(orders, **dumps))
+    records = list(iter_path(str(path), lazy=True))
+    prepare = make_preparer(RecordValidator("orders", "07.2025"), "id")
+    prepared = [prepare(r) for r in records]
+    assert encoded == []  # no record was encoded again...
+    assert [p.encoded for p in prepared] == [r.raw for r in records]  # ...each went as its item's bytes
+    assert [json.loads(p.encoded or b"null") for p in prepared] == orders
+    assert all(r.raw in path.read_bytes() for r in records)
