@@ -21,7 +21,7 @@ import gzip
 import io
 import re
 import zlib
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import ijson
@@ -30,7 +30,7 @@ from pydantic_core import from_json
 from airflow_provider_klar._jsonsafe import MAX_DEPTH
 from airflow_provider_klar.upload._record import UNPARSED, UNPARSED_ITEM, SourceRecord, cut, source_error
 
-_decode_items: Callable[[bytes], list[Any]] | None
+_decode_items: Callable[[Any], list[Any]] | None
 try:
     # msgspec (a dependency of Airflow 3's task SDK) splits a JSON array into its items' bytes
     # (msgspec.Raw) in C, checking the syntax on the way: about 3 µs for a 3 KB order, where ijson
@@ -360,7 +360,7 @@ def iter_json_array(
             splitter = _ItemSplitter(head[1:], stream)
             for items in splitter.chunks():
                 for item in items:
-                    yield SourceRecord(start + count, source, count, UNPARSED_ITEM, None, bytes(item))
+                    yield SourceRecord(start + count, source, count, UNPARSED_ITEM, None, item)
                     count += 1
             if splitter.rest is None:
                 return
@@ -437,13 +437,15 @@ _MAX_STEPS = 64
 class _ItemSplitter:
     """Split a JSON array, read in blocks, into its items' bytes, checked by msgspec at C speed.
 
-    The buffer always starts at an item (after the opening ``[`` or an item's comma). A cut is tried at
-    a ``}`` followed by a comma, from the buffer's end backwards: the buffer up to it, wrapped in ``[]``,
-    is decoded as a list of raw values. JSON is read left to right deterministically, so when that
-    decodes, the ``}`` ends an item of the whole array (one inside a string or a nested object makes it
-    fail). Once a cut succeeded, the bytes between its first two items (``}``, the separator, the start
-    the items share, such as ``{"id": "ORD-``) are looked for first, so that the ``}`` of nested objects
-    are rarely tried. The last cut is at the array's closing ``]``.
+    The buffer holds ``[`` and then the items not yielded yet (it starts at an item: after the opening
+    bracket or an item's comma). A cut is tried at a ``}`` followed by a comma, from the buffer's end
+    backwards: with ``]`` written over the byte after it, the buffer up to there is decoded as a list of
+    raw values. JSON is read left to right deterministically, so when that decodes, the ``}`` ends an
+    item of the whole array (one inside a string or a nested object makes it fail). Once a cut
+    succeeded, the bytes between its first two items (``}``, the separator, the start the items share,
+    such as ``{"id": "ORD-``) are looked for first, so that the ``}`` of nested objects are rarely tried.
+    The last cut is at the array's closing ``]``. The buffer is a ``bytearray`` decoded in place and cut
+    from the front: no megabyte is copied but the block read.
 
     Where no cut succeeds, the buffer grows (an item larger than a block; one cut is tried again once
     the buffer has doubled); past :data:`_MAX_BUFFER` or at the stream's end, or when a chunk holds a
@@ -457,64 +459,65 @@ class _ItemSplitter:
         :param head: What was read of the array after its opening ``[``.
         :param stream: The stream, at the byte after ``head``.
         """
-        self._head = head
+        self._buffer = bytearray(b"[")
+        self._buffer += head
         self._stream = stream
         #: The stream for ijson to read on from, once splitting stopped short of the array's end.
         self.rest: _Prefixed | None = None
         self._marker: bytes | None = None
 
-    def chunks(self) -> Iterator[list[Any]]:
-        """Yield the array's items in lists (``msgspec.Raw``, one list per cut), in order."""
+    def chunks(self) -> Iterator[list[bytes]]:
+        """Yield the array's items' bytes in lists (one list per cut), in order."""
         stream = self._stream
         read = getattr(stream, "read1", None) or stream.read
-        buffer = self._head
+        buffer = self._buffer
         retry_at = 0
         while True:
             try:
                 block = read(_BLOCK)
             except STREAM_ERRORS as exc:
                 # ijson yields the items read whole that could not be cut, then meets the same failure.
-                buffer = yield from self._last_cuts(buffer)
-                self.rest = _Prefixed(b"[" + buffer, _Failing(exc))
+                yield from self._last_cuts()
+                self.rest = _Prefixed(bytes(buffer), _Failing(exc))
                 return
             if not block:
                 # The end: what is left must be the last items and the closing bracket.
-                items = self._decode(b"[" + buffer)
+                items = self._items(len(buffer), close=False)
                 if items is None or items is _UNTRUSTED:
-                    buffer = yield from self._last_cuts(buffer)
-                    self.rest = _Prefixed(b"[" + buffer, stream)
+                    yield from self._last_cuts()
+                    self.rest = _Prefixed(bytes(buffer), stream)
                 elif items:
                     yield items
                 return
             buffer += block
             if len(buffer) < retry_at:
                 continue
-            found = self._cut(buffer)
+            found = self._cut()
             if found is None:
                 if len(buffer) > _MAX_BUFFER:
-                    self.rest = _Prefixed(b"[" + buffer, stream)
+                    self.rest = _Prefixed(bytes(buffer), stream)
                     return
                 # Tried again once the buffer has doubled: a large item costs O(its size) tries in all.
                 retry_at = 2 * len(buffer)
                 continue
             items, end = found
             if items is _UNTRUSTED:
-                self.rest = _Prefixed(b"[" + buffer, stream)
+                self.rest = _Prefixed(bytes(buffer), stream)
                 return
             retry_at = 0
-            buffer = buffer[end:]
+            del buffer[1:end]  # the rest of the block moves to the front; "[" stays
             yield items
 
-    def _last_cuts(self, buffer: bytes) -> Generator[list[Any], None, bytes]:
-        """Yield the items that can still be cut off ``buffer`` (which will not grow); return the rest."""
-        while (found := self._cut(buffer)) is not None and found[0] is not _UNTRUSTED:
+    def _last_cuts(self) -> Iterator[list[bytes]]:
+        """Yield the items that can still be cut off the buffer, which will not grow any more."""
+        while (found := self._cut()) is not None and found[0] is not _UNTRUSTED:
             items, end = found
-            buffer = buffer[end:]
+            del self._buffer[1:end]
             yield items
-        return buffer
 
-    def _cut(self, buffer: bytes) -> tuple[Any, int] | None:
+    def _cut(self) -> tuple[Any, int] | None:
         """Find the last item boundary worth trying; return the items before it and where the rest starts."""
+        buffer = self._buffer
         marker = self._marker
         if marker is not None:
             end = len(buffer)
@@ -522,7 +525,7 @@ class _ItemSplitter:
                 at = buffer.rfind(marker, 0, end)
                 if at < 0:
                     break
-                items = self._decode(b"[" + buffer[: at + 1] + b"]")
+                items = self._items(at + 1, close=True)
                 if items is not None:
                     return items, _COMMA_AFTER.match(buffer, at + 1).end()  # type: ignore[union-attr]
                 end = at + len(marker) - 1  # the next occurrence ends before this one's last byte
@@ -536,24 +539,25 @@ class _ItemSplitter:
             comma = _COMMA_AFTER.match(buffer, at + 1)
             if comma is None:
                 continue
-            items = self._decode(b"[" + buffer[: at + 1] + b"]")
+            items = self._items(at + 1, close=True)
             if items is not None:
                 if items is not _UNTRUSTED:
-                    self._learn(buffer, items)
+                    self._learn(items)
                 return items, comma.end()
             tries += 1
             if tries == _TRIES:
                 return None
         return None
 
-    def _learn(self, buffer: bytes, items: list[Any]) -> None:
+    def _learn(self, items: list[bytes]) -> None:
         """Remember what lies between the first two items (if objects): the marker of later boundaries."""
         if len(items) < 2:
             return
-        first, second = bytes(items[0]), bytes(items[1])
+        first, second = items[0], items[1]
         if not (first.endswith(b"}") and second.startswith(b"{")):
             return
-        begin = _WHITESPACE_RUN.match(buffer).end() + len(first)  # type: ignore[union-attr]
+        buffer = self._buffer
+        begin = _WHITESPACE_RUN.match(buffer, 1).end() + len(first)  # type: ignore[union-attr]
         gap = _SEPARATOR.match(buffer, begin)
         if gap is None:
             return
@@ -561,24 +565,43 @@ class _ItemSplitter:
         shared, most = 1, min(32, len(first), len(second))
         while shared < most and first[shared] == second[shared]:
             shared += 1
-        self._marker = b"}" + buffer[begin : gap.end()] + second[:shared]
+        self._marker = b"}" + bytes(buffer[begin : gap.end()]) + second[:shared]
 
-    @staticmethod
-    def _decode(data: bytes) -> Any:
-        """Decode ``data`` as a list of raw values; ``None`` when it is not one, :data:`_UNTRUSTED` when
-        it holds a byte that is not UTF-8 (msgspec passes them inside strings; ijson refuses them)."""
+    def _items(self, end: int, *, close: bool) -> Any:
+        """Decode the buffer up to ``end`` as a list of values; return their bytes, ``None`` when it is not
+        one, :data:`_UNTRUSTED` when it holds a byte that is not UTF-8 (msgspec passes them inside
+        strings; ijson refuses them).
+
+        :param end: Where the bytes to decode end.
+        :param close: Whether to write ``]`` over the byte at ``end`` (whitespace or the comma after an
+            item) and decode it too; it is put back after.
+        """
         assert _decode_items is not None
+        buffer = self._buffer
+        saved = buffer[end] if close else 0
+        if close:
+            buffer[end] = 0x5D  # "]"
+            end += 1
+        view = memoryview(buffer)[:end]
+        raws: list[Any] | None = None
         try:
-            items = _decode_items(data)
-        except (ValueError, RecursionError):  # msgspec.DecodeError is a ValueError
-            return None
-        if not data.isascii():
             try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                return _UNTRUSTED
-        return items
+                raws = _decode_items(view)
+            except (ValueError, RecursionError):  # msgspec.DecodeError is a ValueError
+                return None
+            if not buffer.isascii():
+                try:
+                    str(view, "utf-8")
+                except UnicodeDecodeError:
+                    return _UNTRUSTED
+            # Copied out here: a msgspec.Raw may point into the buffer, which is cut after.
+            return [bytes(raw) for raw in raws]
+        finally:
+            raws = None
+            view.release()
+            if close:
+                buffer[end - 1] = saved
 
 
-#: What :meth:`_ItemSplitter._decode` returns for a chunk ijson must read instead.
+#: What :meth:`_ItemSplitter._items` returns for a chunk ijson must read instead.
 _UNTRUSTED: Any = object()
