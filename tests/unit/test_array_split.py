@@ -71,6 +71,8 @@ TRICKY = [
     {"id": "D", "escaped": '\\"}, ', "unicode": "Jürgen 😀 \u2028 \u00e9", "nul": "\u0000"},
     {"id": "E", "nested": [[1, [2, {"deep": [{"a": "},"}, {}]}]], [], {}], "obj": {"a": {"b": {}}}},
     {"id": "F", "float": 1.5e-7, "neg": -0.0, "big": 9223372036854775807, "small": -9223372036854775807},
+    # What the splitter learns to look for between items (here '}, {"id": "ORD-'), inside a string.
+    {"id": "ORD-G", "fake": '"}, {"id": "ORD-', "end": '}, {"id": "ORD-'},
 ]
 
 
@@ -95,8 +97,8 @@ def test_arrays_read_lazily_give_the_eager_records(
     yielded, error = same_both_ways(path)
 
     assert error is None
-    assert [src.record for src in yielded] == [UNPARSED_ITEM] * 16  # every item split, none parsed
-    assert [src.line for src in yielded] == list(range(16))
+    assert [src.record for src in yielded] == [UNPARSED_ITEM] * 17  # every item split, none parsed
+    assert [src.line for src in yielded] == list(range(17))
     assert [json.loads(src.raw) for src in yielded] == ORDERS + TRICKY
     # An item's bytes are its own, inner whitespace kept, outer whitespace and commas not.
     assert all(src.raw == src.raw.strip() for src in yielded)
@@ -389,3 +391,26 @@ def test_any_array_reads_the_same_lazily_for_any_block_size(
     _, eager, eager_error = _read(iter_stream(io.BytesIO(cut), "json"))
     _, lazy, lazy_error = _read(iter_stream(io.BytesIO(cut), "json", lazy=True))
     assert (lazy, lazy_error) == (eager, eager_error)
+
+
+def test_a_buffer_that_cannot_be_cut_is_handed_to_ijson_once_past_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_json, "_BLOCK", 256)
+    monkeypatch.setattr(_json, "_MAX_BUFFER", 4096)
+    items = [json.dumps(order) for order in ORDERS[:3]]
+    items.append('{"id": "S", "s": "\\ud800"}')  # msgspec refuses it: no cut after it can succeed
+    items += [json.dumps({"id": f"T-{i}", "pad": "p" * 100}) for i in range(500)]
+    data = ("[" + ", ".join(items) + "]").encode()
+    stream = io.BytesIO(data)
+
+    read_when: list[int] = []
+    lazy = []
+    for src in iter_stream(stream, "json", lazy=True):
+        read_when.append(stream.tell())
+        lazy.append(parsed(src))
+    _, eager, _ = _read(iter_stream(io.BytesIO(data), "json"))
+
+    assert [_comparable(src) for src in lazy] == eager
+    assert len(lazy) == 504
+    assert read_when[3] < 4096 + 2 * 256  # ijson took over at the bound, not at the end of the file
