@@ -108,7 +108,7 @@ class HashedEmails(Iterator[SourceRecord]):
         return self
 
     def __next__(self) -> SourceRecord:
-        src = parsed(next(self._source))  # a JSON Lines line read lazily is parsed here
+        src = parsed(next(self._source))  # a line or array item read lazily is parsed here
         record = src.record
         if src.error is not None:
             return src

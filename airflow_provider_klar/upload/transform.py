@@ -63,7 +63,7 @@ class TransformedSource(Iterator[SourceRecord]):
         return self
 
     def __next__(self) -> SourceRecord:
-        src = parsed(next(self._source))  # a JSON Lines line read lazily is parsed here
+        src = parsed(next(self._source))  # a line or array item read lazily is parsed here
         if src.error is not None:
             return src  # nothing to transform: it was not read
         try:
