@@ -97,7 +97,8 @@ def parsed(src: _S) -> _S:
     if type(kind) is not Unparsed:
         return src
     # Imported here: the JSON readers import this module.
-    from airflow_provider_klar.upload._json import parse_json_item, parse_json_line
+    from airflow_provider_klar.upload._array import parse_json_item
+    from airflow_provider_klar.upload._json import parse_json_line
 
     parse = parse_json_item if kind is UNPARSED_ITEM else parse_json_line
     return cast(_S, parse(lazy.raw, lazy.line, lazy.position, lazy.source))

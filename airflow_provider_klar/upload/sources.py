@@ -29,8 +29,9 @@ from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import IO, Any
 
 from airflow_provider_klar.exceptions import KlarConfigurationError, KlarSourceError, KlarSourceNotFoundError
+from airflow_provider_klar.upload._array import iter_json_array
 from airflow_provider_klar.upload._csv import iter_csv
-from airflow_provider_klar.upload._json import iter_json_array, iter_json_lines
+from airflow_provider_klar.upload._json import iter_json_lines
 from airflow_provider_klar.upload._parquet import check_parquet, iter_parquet
 from airflow_provider_klar.upload._record import SourceRecord, cut, source_error
 
@@ -308,7 +309,7 @@ def iter_stream(
     :param resource: The Klar resource, used by CSV to type its columns.
     :param api_version: The API version, used by CSV to type its columns (default: the resource's).
     :param lazy: Hand on JSON Lines lines and JSON array items unparsed (see
-        :func:`~._json.iter_json_lines` and :func:`~._json.iter_json_array`).
+        :func:`~._json.iter_json_lines` and :func:`~._array.iter_json_array`).
     """
     fmt = _FORMAT_ALIASES.get(file_format, file_format)
     if fmt not in FORMATS:
@@ -345,7 +346,7 @@ class FileSource(Iterator[SourceRecord]):
     :param resource: The Klar resource (types CSV columns).
     :param api_version: Its API version (types CSV columns).
     :param lazy: Hand on JSON Lines lines and JSON array items unparsed (see
-        :func:`~._json.iter_json_lines` and :func:`~._json.iter_json_array`).
+        :func:`~._json.iter_json_lines` and :func:`~._array.iter_json_array`).
     """
 
     def __init__(

@@ -19,13 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_klar.exceptions import KlarSourceError
-from airflow_provider_klar.upload import _json
+from airflow_provider_klar.upload import _array, _json
 from airflow_provider_klar.upload._record import UNPARSED, UNPARSED_ITEM, is_unparsed, parsed
 from airflow_provider_klar.upload.sources import iter_path, iter_stream
 from tests.unit.test_sources import write
 from tests.unit.test_sources_broken import failing
 
-pytestmark = pytest.mark.skipif(_json._decode_items is None, reason="msgspec is not installed")
+pytestmark = pytest.mark.skipif(_array._decode_items is None, reason="msgspec is not installed")
 
 
 def _comparable(src: Any) -> tuple[Any, ...]:
@@ -328,7 +328,7 @@ def test_numbers_beyond_64_bits_or_a_double_are_records_when_read_lazily(tmp_pat
 def test_without_msgspec_the_items_are_parsed_by_ijson(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_json, "_decode_items", None)  # as on Airflow 2 without msgspec
+    monkeypatch.setattr(_array, "_decode_items", None)  # as on Airflow 2 without msgspec
     yielded, error = same_both_ways(write(tmp_path / "o.json", json.dumps(ORDERS).encode()))
     assert error is None
     assert [src.record for src in yielded] == ORDERS
@@ -397,7 +397,7 @@ def test_a_buffer_that_cannot_be_cut_is_handed_to_ijson_once_past_the_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(_json, "_BLOCK", 256)
-    monkeypatch.setattr(_json, "_MAX_BUFFER", 4096)
+    monkeypatch.setattr(_array, "_MAX_BUFFER", 4096)
     items = [json.dumps(order) for order in ORDERS[:3]]
     items.append('{"id": "S", "s": "\\ud800"}')  # msgspec refuses it: no cut after it can succeed
     items += [json.dumps({"id": f"T-{i}", "pad": "p" * 100}) for i in range(500)]

@@ -21,7 +21,8 @@ from airflow_provider_klar.models import RecordValidator
 from airflow_provider_klar.results import KlarBatchResult, OutcomeState, RecordOutcome
 from airflow_provider_klar.sandbox.fake_data import fake_orders
 from airflow_provider_klar.upload import prepare as prepare_module
-from airflow_provider_klar.upload._json import iter_json_array, iter_json_lines
+from airflow_provider_klar.upload._array import iter_json_array
+from airflow_provider_klar.upload._json import iter_json_lines
 from airflow_provider_klar.upload._record import UNPARSED_ITEM
 from airflow_provider_klar.upload.accounting import Rejection
 from airflow_provider_klar.upload.engine import EngineSettings, UploadEngine
