@@ -6,8 +6,9 @@ checker compiles (:func:`~._checkers.json_dict_schema`) and it only ever *vouche
 is one the JSON checker takes too, with the same values. Whatever it refuses goes to the JSON checker,
 which decides and words the errors, so the mirror may be stricter than the models but never laxer:
 
-- a schema part it does not know (a Python validator, a length bound, a regular expression beyond
-  ``^[A-Z]{3}$`` and its kind...) means no mirror for that model at all;
+- a schema part it does not know (a Python validator of a record, a length bound, a regular expression
+  beyond ``^[A-Z]{3}$`` and its kind...) means no mirror for that model at all; an optional key that
+  only Python code checks is left out of the mirror, so a record that sends it goes to the checker;
 - a pattern's closing ``$`` becomes ``\\Z``: Python's ``$`` also matches before a final newline, the
   models' (Rust) ``$`` does not;
 - unknown keys are refused (the JSON checker reports them); so is a key given twice with a first value
@@ -38,6 +39,8 @@ except ImportError:  # an environment that left msgspec out: the JSON checker do
 #: The patterns the mirror takes: anchored character classes with counts, nothing whose meaning
 #: could differ between Python's ``re`` and the Rust ``regex`` crate pydantic-core uses.
 _SIMPLE_PATTERN = re.compile(r"\^(?:\[[A-Za-z0-9\-]+\](?:\{\d+(?:,\d+)?\})?)+\$")
+#: Schema kinds that run Python code, which the mirror cannot copy.
+_PYTHON_CHECKS = frozenset({"function-plain", "function-before", "function-after", "function-wrap"})
 #: Keys of a schema node that do not change what it accepts.
 _INERT = frozenset({"type", "ref", "metadata", "serialization"})
 _modules = itertools.count()
@@ -137,6 +140,11 @@ class _Builder:
         rename: dict[str, str] = {}
         for index, (key, field) in enumerate(node["fields"].items()):
             _check_keys(field, {"schema", "required"})
+            if field["schema"]["type"] in _PYTHON_CHECKS and field.get("required") is False:
+                # A key that only Python code may check (bundledProducts in 12.2022, an error there) is
+                # left out: a record that sends it is refused as having an unknown key, and the JSON
+                # checker runs the code. Without the key, the code would not run either.
+                continue
             # Attribute names of our own; the JSON names (any string) live in ``rename``.
             attribute = f"f{index}"
             rename[attribute] = key
