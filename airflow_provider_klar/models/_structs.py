@@ -27,9 +27,12 @@ import re
 import sys
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel
+
+from airflow_provider_klar._jsonsafe import MAX_DEPTH
 
 try:
     import msgspec
@@ -67,7 +70,9 @@ class _Builder:
     than pydantic-core's limit of ``MAX_DEPTH`` levels, so the mirror's own types must stop first.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, forbid: bool = True) -> None:
+        #: Whether keys the models do not know are refused (else ignored: see QuickLook.with_unknown).
+        self.forbid = forbid
         # Structs refer to each other by name: msgspec resolves the names in their module.
         self.module = types.ModuleType(f"airflow_provider_klar.models._structs_{next(_modules)}")
         sys.modules[self.module.__name__] = self.module
@@ -124,7 +129,8 @@ class _Builder:
         return self.built[ref, level]
 
     def _nothing(self) -> Any:
-        # One required field whose value would have to be above 1 and below 0: nothing passes.
+        # One required field whose value would have to be above 1 and below 0: nothing passes, also
+        # where unknown keys are ignored.
         if ("", 0) not in self.built:
             impossible = Annotated[float, msgspec.Meta(gt=1, lt=0)]
             self.built["", 0] = self._define("nothing", [("f0", impossible)], [], {"f0": "f0"})
@@ -168,7 +174,7 @@ class _Builder:
             _name(name),
             [*required, *optional],
             rename=rename,
-            forbid_unknown_fields=True,
+            forbid_unknown_fields=self.forbid,
             module=self.module.__name__,
         )
         setattr(self.module, _name(name), struct)
@@ -179,13 +185,160 @@ def _name(ref: str) -> str:
     return "S_" + re.sub(r"\W", "_", ref)
 
 
-@functools.cache
-def struct_checker(model: type[BaseModel]) -> Callable[[bytes], dict[str, Any] | None] | None:
-    """Return a quick check of one JSON object's bytes: the dict the JSON checker would build, or ``None``.
+@dataclass(eq=False)
+class _Shape:
+    """Where a typed dict's keys lead: the keys it knows, and those that hold typed dicts (or lists of them).
 
-    ``None`` from the check means "not vouched for" (invalid, unknown keys, maybe too deep...): ask the
-    JSON checker. ``None`` instead of a check when msgspec is not installed or the model's schema has a
-    part the mirror cannot copy exactly.
+    Only for finding unknown keys in a record the mirror took; ``nested`` is in the schema's field order,
+    the order in which the JSON checker reports what it finds below each key.
+    """
+
+    known: frozenset[str] = frozenset()
+    nested: tuple[tuple[str, _Shape], ...] = ()
+    #: Keys only Python code checks (left out of the structs): a record holding one is not vouched for.
+    python: frozenset[str] = frozenset()
+
+
+def _shape_of(node: dict[str, Any], definitions: dict[str, dict[str, Any]], built: dict[str, _Shape]) -> Any:
+    """Return the shape of the typed dicts ``node`` holds (directly or in a list), or ``None``."""
+    kind = node["type"]
+    if kind == "definitions":
+        definitions.update({d["ref"]: d for d in node["definitions"]})
+        return _shape_of(node["schema"], definitions, built)
+    if kind == "definition-ref":
+        ref = node["schema_ref"]
+        if ref not in built:
+            built[ref] = _Shape()  # filled in below; a recursive reference meanwhile gets this object
+            filled = _shape_of(definitions[ref], definitions, built)
+            built[ref].known, built[ref].nested, built[ref].python = (
+                filled.known,
+                filled.nested,
+                filled.python,
+            )
+        return built[ref]
+    if kind in ("custom-error", "nullable"):
+        return _shape_of(node["schema"], definitions, built)
+    if kind == "list":
+        return _shape_of(node["items_schema"], definitions, built)
+    if kind == "typed-dict":
+        nested = []
+        for key, field in node["fields"].items():
+            child = _shape_of(field["schema"], definitions, built)
+            if child is not None:
+                nested.append((key, child))
+        python = frozenset(
+            key for key, field in node["fields"].items() if field["schema"]["type"] in _PYTHON_CHECKS
+        )
+        return _Shape(frozenset(node["fields"]) - python, tuple(nested), python)
+    return None
+
+
+def _unknown_paths(record: dict[str, Any], shape: _Shape, prefix: str, found: list[str]) -> bool:
+    """Add the dotted paths of the keys ``shape`` does not know, in the order the JSON checker reports them.
+
+    That order, for each object: what it finds below the known keys (in the schema's field order), then
+    the object's own unknown keys, in the record's order. Returns ``False`` (and stops) at a key only
+    Python code checks: the record is not vouched for.
+    """
+    for key, child in shape.nested:
+        value = record.get(key)
+        if type(value) is dict:
+            if not _unknown_paths(value, child, f"{prefix}{key}.", found):
+                return False
+        elif type(value) is list:
+            for index, item in enumerate(value):
+                if type(item) is dict and not _unknown_paths(item, child, f"{prefix}{key}.{index}.", found):
+                    return False
+    known = shape.known
+    if not record.keys() <= known:
+        if shape.python and not shape.python.isdisjoint(record):
+            return False
+        for key, value in record.items():
+            if key not in known:
+                if not _finite(value):
+                    return False  # 1e400 reads as infinity: no JSON value to send as it is
+                found.append(prefix + key)
+    return True
+
+
+def _finite(value: Any) -> bool:
+    """Whether a parsed JSON value holds no infinite number (an explicit stack: it may nest deep)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is float:
+            if item - item != 0.0:  # inf - inf is nan, and nan != 0
+                return False
+        elif type(item) is list:
+            stack.extend(item)
+        elif type(item) is dict:
+            stack.extend(item.values())
+    return True
+
+
+class QuickLook:
+    """The mirror's two looks at the bytes of one JSON object (see :func:`struct_checker`).
+
+    :param strict: Decodes into structs that refuse unknown keys.
+    :param lenient: Decodes into structs that ignore them.
+    :param shape: The shape of the record's typed dicts.
+    """
+
+    def __init__(
+        self, strict: Callable[[bytes], Any], lenient: Callable[[bytes], Any], shape: _Shape
+    ) -> None:
+        self._strict = strict
+        self._lenient = lenient
+        self._shape = shape
+        self._to_builtins = msgspec.to_builtins
+        self._plain = msgspec.json.Decoder().decode
+
+    def __call__(self, data: bytes) -> dict[str, Any] | None:
+        """Return the dict the JSON checker would build for a record without unknown keys, or ``None``."""
+        try:
+            # to_builtins leaves out the fields the record did not send (UNSET), as the checker does.
+            record: dict[str, Any] = self._to_builtins(self._strict(data))
+        except Exception:  # anything it refuses, it refuses: the JSON checker decides and explains
+            return None
+        return record
+
+    def with_unknown(self, data: bytes) -> tuple[dict[str, Any], tuple[str, ...]] | None:
+        """Return the dict of a record that is valid but for unknown keys, and their paths; or ``None``.
+
+        The dict is what the JSON checker's path builds for such a record (what ``from_json`` reads,
+        unknown keys kept), and the paths are those it reports, in its order. ``None`` for anything
+        else, and for a line that might be nested deeper than the checker reads (an unknown key may hold
+        anything).
+        """
+        if data.count(b"[") + data.count(b"{") >= MAX_DEPTH - _DEPTH_MARGIN:
+            return None
+        try:
+            self._lenient(data)  # the known keys' values, checked as the models check them
+            # The values from_json would read (msgspec is quicker, and refuses numbers beyond a double).
+            record = self._plain(data)
+        except Exception:
+            return None
+        if type(record) is not dict:
+            return None
+        found: list[str] = []
+        if not _unknown_paths(record, self._shape, "", found):
+            return None
+        return record, tuple(found)
+
+
+#: Brackets short of ``MAX_DEPTH`` at which the look for unknown keys stops: the JSON checker's own
+#: limits on an unknown value's depth are then certainly not reached.
+_DEPTH_MARGIN = 10
+
+
+@functools.cache
+def struct_checker(model: type[BaseModel]) -> QuickLook | None:
+    """Return the mirror's quick look at one JSON object's bytes for ``model``.
+
+    Its call gives the dict the JSON checker would build, or ``None`` for "not vouched for" (invalid,
+    unknown keys...): ask :meth:`QuickLook.with_unknown` (unknown keys) or the JSON checker. ``None``
+    instead of a look when msgspec is not installed or the model's schema has a part the mirror cannot
+    copy exactly.
 
     :param model: A Klar model.
     """
@@ -194,20 +347,13 @@ def struct_checker(model: type[BaseModel]) -> Callable[[bytes], dict[str, Any] |
     # Imported here: _checkers imports nothing of this module, and this keeps the dependency one way.
     from airflow_provider_klar.models._checkers import json_dict_schema
 
-    builder = _Builder()
+    schema = json_dict_schema(model)
     try:
-        root = builder.convert(json_dict_schema(model))
-        decode = msgspec.json.Decoder(root).decode
+        strict = msgspec.json.Decoder(_Builder(forbid=True).convert(schema)).decode
+        lenient = msgspec.json.Decoder(_Builder(forbid=False).convert(schema)).decode
     except (_Unsupported, TypeError, ValueError):
         return None
-    to_builtins = msgspec.to_builtins
-
-    def check(data: bytes) -> dict[str, Any] | None:
-        try:
-            # to_builtins leaves out the fields the record did not send (UNSET), as the checker does.
-            record: dict[str, Any] = to_builtins(decode(data))
-        except Exception:  # anything it refuses, it refuses: the JSON checker decides and explains
-            return None
-        return record
-
-    return check
+    shape = _shape_of(schema, {}, {})
+    if not isinstance(shape, _Shape):
+        return None
+    return QuickLook(strict, lenient, shape)
