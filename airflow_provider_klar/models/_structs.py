@@ -11,12 +11,14 @@ which decides and words the errors, so the mirror may be stricter than the model
   only Python code checks is left out of the mirror, so a record that sends it goes to the checker;
 - a pattern's closing ``$`` becomes ``\\Z``: Python's ``$`` also matches before a final newline, the
   models' (Rust) ``$`` does not;
-- unknown keys are refused (the JSON checker reports them); so is a key given twice with a first value
-  that is invalid, which the JSON checker would overwrite;
+- a key given twice with a first value that is invalid is refused (the JSON checker keeps the last);
 - only ``bundledProducts`` nest without bound, and msgspec reads far deeper than the JSON checker
   (``MAX_DEPTH`` levels): the mirror unrolls them to a depth well within it and refuses what is deeper.
 
-``tests/unit/test_structs.py`` holds the two side by side on edge cases and on random records.
+Unknown keys get a second look (:meth:`QuickLook.with_unknown`): structs that ignore them check the
+known keys, and a walk along the schema's shape (:class:`_Shape`) finds the unknown ones, named and
+ordered as the JSON checker reports them. ``tests/unit/test_structs.py`` holds both looks side by side
+with the JSON checker's path, on edge cases and on random records.
 """
 
 from __future__ import annotations

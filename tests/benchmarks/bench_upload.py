@@ -21,6 +21,9 @@ transaction costs) go to a local server that waits 50 ms per request and parses 
 - ``engine-list``, ``engine-array``: the same orders from a list of dicts (as ``records=`` hands over an
   XCom; the list is built before the clock starts, so its memory counts in the peak RSS) and from one
   JSON array file.
+- ``floor-unknown``, ``engine-unknown``: the same orders carrying fields the models do not know
+  (``storeId``, and ``magentoItemId`` on each line item): pydantic's floor and the engine, which reports
+  them and sends them.
 - ``floor-costs``, ``engine-costs``, ``engine-csv``: flat transaction costs: pydantic's floor, the engine
   on JSON Lines and the engine on a CSV file of the same records.
 
@@ -75,6 +78,7 @@ INFO = (
     ("cpu_array_vs_floor", "client CPU per record, engine-array / floor"),
     ("cpu_costs_vs_floor", "client CPU per record, engine-costs / floor-costs"),
     ("cpu_csv_vs_floor", "client CPU per record, engine-csv / floor-costs"),
+    ("cpu_unknown_vs_floor", "client CPU per record, engine-unknown / floor-unknown"),
 )
 
 
@@ -172,6 +176,13 @@ def child_floor(folder: str, url: str) -> dict[str, Any]:
     from airflow_provider_klar.models import Order
 
     return _floor(Path(folder, "orders.jsonl"), Order)
+
+
+def child_floor_unknown(folder: str, url: str) -> dict[str, Any]:
+    """Pydantic's floor for the orders that carry fields the models do not know."""
+    from airflow_provider_klar.models import Order
+
+    return _floor(Path(folder, "orders-unknown.jsonl"), Order)
 
 
 def child_floor_costs(folder: str, url: str) -> dict[str, Any]:
@@ -296,6 +307,11 @@ def child_engine_array(folder: str, url: str) -> dict[str, Any]:
     return _engine(url, _path_source(Path(folder, "orders.json")))
 
 
+def child_engine_unknown(folder: str, url: str) -> dict[str, Any]:
+    """The engine on orders that carry fields the models do not know (reported, and sent)."""
+    return _engine(url, _path_source(Path(folder, "orders-unknown.jsonl")))
+
+
 def child_engine_costs(folder: str, url: str) -> dict[str, Any]:
     """The engine on flat transaction costs in JSON Lines."""
     return _engine(url, _path_source(Path(folder, "costs.jsonl"), COSTS), resource_name=COSTS)
@@ -316,6 +332,8 @@ CHILDREN: dict[str, Callable[[str, str], dict[str, Any]]] = {
     "engine-2proc": child_engine_2proc,
     "engine-list": child_engine_list,
     "engine-array": child_engine_array,
+    "floor-unknown": child_floor_unknown,
+    "engine-unknown": child_engine_unknown,
     "floor-costs": child_floor_costs,
     "engine-costs": child_engine_costs,
     "engine-csv": child_engine_csv,
@@ -326,8 +344,9 @@ CHILDREN: dict[str, Callable[[str, str], dict[str, Any]]] = {
 
 
 def write_data(folder: Path, n: int, *, costs: bool = True) -> None:
-    """Write ``n`` fake orders as JSON Lines and as one JSON array, and ``n`` transaction costs as JSON
-    Lines and CSV, into ``folder`` (``orders.jsonl``, ``orders.json``, ``costs.jsonl``, ``costs.csv``)."""
+    """Write ``n`` fake orders as JSON Lines and as one JSON array, the same with unknown fields, and
+    ``n`` transaction costs as JSON Lines and CSV, into ``folder`` (``orders.jsonl``, ``orders.json``,
+    ``orders-unknown.jsonl``, ``costs.jsonl``, ``costs.csv``)."""
     from airflow_provider_klar.sandbox.fake_data import fake_orders, fake_transaction_costs
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -340,6 +359,13 @@ def write_data(folder: Path, n: int, *, costs: bool = True) -> None:
         whole.write("]")
     if not costs:
         return
+    with (folder / "orders-unknown.jsonl").open("w") as lines:
+        # Fields a shop's export may carry that Klar's models do not know: reported, and sent.
+        for order in fake_orders(n, seed=7):
+            order["storeId"] = 1
+            for item in order.get("lineItems") or ():
+                item["magentoItemId"] = f"M{item['id']}"
+            lines.write(json.dumps(order) + "\n")
     with (folder / "costs.jsonl").open("w") as lines, (folder / "costs.csv").open("w", newline="") as table:
         writer = csv.writer(table)
         writer.writerow(["orderId", "transactionCosts"])
@@ -426,6 +452,7 @@ def ratios(rows: list[dict[str, Any]], main_size: int) -> dict[str, float]:
         "cpu_array_vs_floor": ("cpu_us_per_record", "engine-array", "floor"),
         "cpu_costs_vs_floor": ("cpu_us_per_record", "engine-costs", "floor-costs"),
         "cpu_csv_vs_floor": ("cpu_us_per_record", "engine-csv", "floor-costs"),
+        "cpu_unknown_vs_floor": ("cpu_us_per_record", "engine-unknown", "floor-unknown"),
     }
     out = {
         # A floor too quick to register any CPU (tiny smoke-test inputs) must not divide by zero.

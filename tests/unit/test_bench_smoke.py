@@ -2,7 +2,7 @@
 
 The scenarios run in this process (``--in-process``): a fresh interpreter per scenario, as ``make bench``
 starts, costs tens of seconds each on a loaded machine. ``engine-2proc`` is left out (its forkserver
-start is the slow part); the other ten scenarios and the memory row all run.
+start is the slow part); the other scenarios and the memory row all run.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def test_the_upload_benchmark_runs_and_reports_its_figures(
         "cpu_array_vs_floor",
         "cpu_costs_vs_floor",
         "cpu_csv_vs_floor",
+        "cpu_unknown_vs_floor",
         "engine_rss_growth_mb",
     }
     out = capsys.readouterr().out
