@@ -28,7 +28,8 @@ import itertools
 import re
 import sys
 import types
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
@@ -72,9 +73,13 @@ class _Builder:
     than pydantic-core's limit of ``MAX_DEPTH`` levels, so the mirror's own types must stop first.
     """
 
-    def __init__(self, *, forbid: bool = True) -> None:
+    def __init__(self, *, forbid: bool = True, extras: Mapping[str, Collection[str]] | None = None) -> None:
         #: Whether keys the models do not know are refused (else ignored: see QuickLook.with_unknown).
         self.forbid = forbid
+        #: Unknown keys taken anyway, by the ref of the typed dict they were met in (see QuickLook.learn).
+        self.extras = extras or {}
+        #: Per struct made: its nested and extra fields, for finding the extra keys a record holds.
+        self.plans: dict[type, _Plan] = {}
         # Structs refer to each other by name: msgspec resolves the names in their module.
         self.module = types.ModuleType(f"airflow_provider_klar.models._structs_{next(_modules)}")
         sys.modules[self.module.__name__] = self.module
@@ -146,6 +151,7 @@ class _Builder:
         required: list[tuple[str, Any]] = []
         optional: list[tuple[str, Any, Any]] = []
         rename: dict[str, str] = {}
+        nested: list[tuple[str, str, tuple[type, ...]]] = []
         for index, (key, field) in enumerate(node["fields"].items()):
             _check_keys(field, {"schema", "required"})
             if field["schema"]["type"] in _PYTHON_CHECKS and field.get("required") is False:
@@ -157,13 +163,23 @@ class _Builder:
             attribute = f"f{index}"
             rename[attribute] = key
             kind = self.convert(field["schema"], level)
+            children = _structs_in(kind)
+            if children:
+                nested.append((attribute, key, children))
             if field.get("required", True):
                 required.append((attribute, kind))
             else:
                 optional.append((attribute, Union[kind, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007
-        ref = node.get("ref")
+        ref = node.get("ref") or ""
+        extra = []
+        for index, key in enumerate(sorted(self.extras.get(ref, ()))):
+            rename[f"x{index}"] = key
+            optional.append((f"x{index}", Any, msgspec.UNSET))
+            extra.append((f"x{index}", key))
         name = f"{ref}_{level}" if ref else f"anonymous_{len(vars(self.module))}"
-        return self._define(name, required, optional, rename)
+        struct = self._define(name, required, optional, rename)
+        self.plans[struct] = _Plan(tuple(nested), tuple(extra))
+        return struct
 
     def _define(
         self,
@@ -199,6 +215,8 @@ class _Shape:
     nested: tuple[tuple[str, _Shape], ...] = ()
     #: Keys only Python code checks (left out of the structs): a record holding one is not vouched for.
     python: frozenset[str] = frozenset()
+    #: The typed dict's ref ("" for none): what the unknown keys met in it are learned by.
+    ref: str = ""
 
 
 def _shape_of(node: dict[str, Any], definitions: dict[str, dict[str, Any]], built: dict[str, _Shape]) -> Any:
@@ -212,10 +230,12 @@ def _shape_of(node: dict[str, Any], definitions: dict[str, dict[str, Any]], buil
         if ref not in built:
             built[ref] = _Shape()  # filled in below; a recursive reference meanwhile gets this object
             filled = _shape_of(definitions[ref], definitions, built)
-            built[ref].known, built[ref].nested, built[ref].python = (
+            shape = built[ref]
+            shape.known, shape.nested, shape.python, shape.ref = (
                 filled.known,
                 filled.nested,
                 filled.python,
+                filled.ref,
             )
         return built[ref]
     if kind in ("custom-error", "nullable"):
@@ -231,25 +251,29 @@ def _shape_of(node: dict[str, Any], definitions: dict[str, dict[str, Any]], buil
         python = frozenset(
             key for key, field in node["fields"].items() if field["schema"]["type"] in _PYTHON_CHECKS
         )
-        return _Shape(frozenset(node["fields"]) - python, tuple(nested), python)
+        return _Shape(frozenset(node["fields"]) - python, tuple(nested), python, node.get("ref") or "")
     return None
 
 
-def _unknown_paths(record: dict[str, Any], shape: _Shape, prefix: str, found: list[str]) -> bool:
+def _unknown_paths(
+    record: dict[str, Any], shape: _Shape, prefix: str, found: list[str], met: set[tuple[str, str]]
+) -> bool:
     """Add the dotted paths of the keys ``shape`` does not know, in the order the JSON checker reports them.
 
     That order, for each object: what it finds below the known keys (in the schema's field order), then
-    the object's own unknown keys, in the record's order. Returns ``False`` (and stops) at a key only
-    Python code checks: the record is not vouched for.
+    the object's own unknown keys, in the record's order. Each unknown key goes into ``met`` too, with
+    the ref of the typed dict it was met in. Returns ``False`` (and stops) at a key only Python code
+    checks: the record is not vouched for.
     """
     for key, child in shape.nested:
         value = record.get(key)
         if type(value) is dict:
-            if not _unknown_paths(value, child, f"{prefix}{key}.", found):
+            if not _unknown_paths(value, child, f"{prefix}{key}.", found, met):
                 return False
         elif type(value) is list:
             for index, item in enumerate(value):
-                if type(item) is dict and not _unknown_paths(item, child, f"{prefix}{key}.{index}.", found):
+                path = f"{prefix}{key}.{index}."
+                if type(item) is dict and not _unknown_paths(item, child, path, found, met):
                     return False
     known = shape.known
     if not record.keys() <= known:
@@ -260,6 +284,67 @@ def _unknown_paths(record: dict[str, Any], shape: _Shape, prefix: str, found: li
                 if not _finite(value):
                     return False  # 1e400 reads as infinity: no JSON value to send as it is
                 found.append(prefix + key)
+                met.add((shape.ref, key))
+    return True
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A struct's fields that hold structs (attribute, JSON key, struct types) and its extra keys."""
+
+    nested: tuple[tuple[str, str, tuple[type, ...]], ...]
+    extras: tuple[tuple[str, str], ...]
+
+
+def _structs_in(kind: Any) -> tuple[type, ...]:
+    """The struct types in a field's type (``list[S]``, ``S | None``...)."""
+    if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+        return (kind,)
+    return tuple(s for arg in typing.get_args(kind) for s in _structs_in(arg))
+
+
+def _walks(plans: dict[type, _Plan]) -> dict[type, _Plan]:
+    """The plans cut to what a look for extra keys must visit: only fields below which one may sit."""
+    memo: dict[type, bool] = {}
+
+    def holds(struct: type) -> bool:
+        if struct not in memo:
+            memo[struct] = False  # (no cycles: each level's structs refer to the next level's)
+            plan = plans.get(struct)
+            memo[struct] = plan is not None and (
+                bool(plan.extras) or any(holds(c) for _, _, children in plan.nested for c in children)
+            )
+        return memo[struct]
+
+    return {
+        struct: _Plan(
+            tuple(entry for entry in plan.nested if any(holds(child) for child in entry[2])), plan.extras
+        )
+        for struct, plan in plans.items()
+        if holds(struct)
+    }
+
+
+def _extra_paths(obj: Any, walks: dict[type, _Plan], prefix: str, found: list[str]) -> bool:
+    """Add the paths of the extra keys ``obj`` (a decoded struct) holds, in the JSON checker's order.
+
+    Returns ``False`` when one object holds two or more: their order in the record is not known here.
+    """
+    plan = walks.get(type(obj))
+    if plan is None:
+        return True  # nothing below it can hold an extra key
+    for attribute, key, _ in plan.nested:
+        value = getattr(obj, attribute)
+        if type(value) is list:
+            for index, item in enumerate(value):
+                if not _extra_paths(item, walks, f"{prefix}{key}.{index}.", found):
+                    return False
+        elif value is not msgspec.UNSET and not _extra_paths(value, walks, f"{prefix}{key}.", found):
+            return False
+    present = [key for attribute, key in plan.extras if getattr(obj, attribute) is not msgspec.UNSET]
+    if len(present) > 1:
+        return False
+    found.extend(prefix + key for key in present)
     return True
 
 
@@ -287,13 +372,22 @@ class QuickLook:
     """
 
     def __init__(
-        self, strict: Callable[[bytes], Any], lenient: Callable[[bytes], Any], shape: _Shape
+        self,
+        strict: Callable[[bytes], Any],
+        lenient: Callable[[bytes], Any],
+        shape: _Shape,
+        schema: Any = None,
     ) -> None:
         self._strict = strict
         self._lenient = lenient
         self._shape = shape
+        self._schema = schema
         self._to_builtins = msgspec.to_builtins
         self._plain = msgspec.json.Decoder().decode
+        #: Unknown keys learned from records, by typed dict ref; and the structs that take them.
+        self._learned: dict[str, frozenset[str]] = {}
+        self._with_learned: tuple[Callable[[bytes], Any], dict[type, _Plan]] | None = None
+        self._rebuilds = 0
 
     def __call__(self, data: bytes) -> dict[str, Any] | None:
         """Return the dict the JSON checker would build for a record without unknown keys, or ``None``."""
@@ -304,11 +398,57 @@ class QuickLook:
             return None
         return record
 
-    def with_unknown(self, data: bytes) -> tuple[dict[str, Any], tuple[str, ...]] | None:
+    def with_learned(self, data: bytes) -> tuple[dict[str, Any], tuple[str, ...]] | None:
+        """Like :meth:`with_unknown`, quicker, for records whose unknown keys were all met before.
+
+        Structs that take the learned keys (any JSON value) where they were met, and refuse any other,
+        decode the record; the learned keys it holds are its unknown keys. ``None`` when nothing was
+        learned, for any other record, and for one object holding two learned keys (their order).
+        """
+        state = self._with_learned
+        if state is None or data.count(b"[") + data.count(b"{") >= MAX_DEPTH - _DEPTH_MARGIN:
+            return None
+        decode, walks = state
+        try:
+            obj = decode(data)
+        except Exception:
+            return None
+        found: list[str] = []
+        if not _extra_paths(obj, walks, "", found):
+            return None
+        record: dict[str, Any] = self._to_builtins(obj)
+        return record, tuple(found)
+
+    def learn(self, met: Collection[tuple[str, str]]) -> None:
+        """Take the unknown keys of a record the upload accepted into :meth:`with_learned`'s structs.
+
+        :param met: (typed dict ref, key) pairs, as :meth:`with_unknown` gives them.
+        """
+        new = [(ref, key) for ref, key in met if key not in self._learned.get(ref, ())]
+        if not new or self._rebuilds >= _MOST_REBUILDS or self._schema is None:
+            return
+        learned = dict(self._learned)
+        for ref, key in new:
+            learned[ref] = learned.get(ref, frozenset()) | {key}
+        if sum(len(keys) for keys in learned.values()) > _MOST_LEARNED:
+            return
+        builder = _Builder(forbid=True, extras=learned)
+        try:
+            decode = msgspec.json.Decoder(builder.convert(self._schema)).decode
+        except (_Unsupported, TypeError, ValueError):
+            return
+        self._learned, self._rebuilds = learned, self._rebuilds + 1
+        # One assignment: a thread using the old structs meanwhile gets a complete old state.
+        self._with_learned = (decode, _walks(builder.plans))
+
+    def with_unknown(
+        self, data: bytes
+    ) -> tuple[dict[str, Any], tuple[str, ...], set[tuple[str, str]]] | None:
         """Return the dict of a record that is valid but for unknown keys, and their paths; or ``None``.
 
         The dict is what the JSON checker's path builds for such a record (what ``from_json`` reads,
-        unknown keys kept), and the paths are those it reports, in its order. ``None`` for anything
+        unknown keys kept), and the paths are those it reports, in its order; then the (typed dict ref,
+        key) of each unknown key, for :meth:`learn`. ``None`` for anything
         else, and for a line that might be nested deeper than the checker reads (an unknown key may hold
         anything).
         """
@@ -323,11 +463,16 @@ class QuickLook:
         if type(record) is not dict:
             return None
         found: list[str] = []
-        if not _unknown_paths(record, self._shape, "", found):
+        met: set[tuple[str, str]] = set()
+        if not _unknown_paths(record, self._shape, "", found, met):
             return None
-        return record, tuple(found)
+        return record, tuple(found), met
 
 
+#: At most so many rebuilds of the structs that take learned keys, and so many learned keys: records
+#: whose unknown keys vary without end keep the slower look.
+_MOST_REBUILDS = 16
+_MOST_LEARNED = 64
 #: Brackets short of ``MAX_DEPTH`` at which the look for unknown keys stops: the JSON checker's own
 #: limits on an unknown value's depth are then certainly not reached.
 _DEPTH_MARGIN = 10
@@ -358,4 +503,4 @@ def struct_checker(model: type[BaseModel]) -> QuickLook | None:
     shape = _shape_of(schema, {}, {})
     if not isinstance(shape, _Shape):
         return None
-    return QuickLook(strict, lenient, shape)
+    return QuickLook(strict, lenient, shape, schema)

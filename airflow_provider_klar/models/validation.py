@@ -316,13 +316,19 @@ class RecordValidator:
                 found = quick(data)
                 if found is not None:
                     return self._finish_fields(found, ())
-            # Valid but for unknown keys? (Tried first while the records carry them: it takes any
-            # valid record, at about twice the cost.)
+            # Valid but for unknown keys? (Tried first while the records carry them.) First with the
+            # unknown keys met before, then with any.
+            learned = quick.with_learned(data)
+            if learned is not None:
+                self._unknown_last = bool(learned[1])
+                return self._finish_fields(*learned)
             both = quick.with_unknown(data)
             # A known field under its snake_case name is not vouched for: it is sent renamed.
             if both is not None and not any(path.rpartition(".")[2] in self._snake for path in both[1]):
-                self._unknown_last = bool(both[1])
-                return self._finish_fields(*both)
+                record, unknown, met = both
+                quick.learn(met)
+                self._unknown_last = bool(unknown)
+                return self._finish_fields(record, unknown)
             self._unknown_last = False
             self._quick_misses += 1
             if self._quick_misses > _QUICK_MISSES and self._quick_misses * 2 > self._quick_tries:

@@ -80,6 +80,19 @@ def assert_never_laxer(model: type, line: bytes) -> dict[str, Any] | None:
                 assert _floats(both[0]) == _floats(slow[0])
         if mirrored is not None:
             assert both[1] == ()
+        if slow is not None:
+            # Once its unknown keys are learned, the quicker look says the same (or leaves it alone).
+            quick.learn(both[2])
+            learned = quick.with_learned(line)
+            if learned is not None:
+                assert learned[1] == slow[4]
+                assert _floats(learned[0]) == _floats(slow[0])
+    learned = quick.with_learned(line)
+    if learned is not None:
+        slow = _plain(model).validate_json_fields(line)
+        assert slow is not None, f"the learned look took a line the checker's path refuses: {line[:300]!r}"
+        assert learned[1] == slow[4]
+        assert _floats(learned[0]) == _floats(slow[0])
     return mirrored
 
 
@@ -338,3 +351,44 @@ def test_without_msgspec_there_is_no_mirror(monkeypatch: pytest.MonkeyPatch) -> 
         assert result[2] == ()
     finally:
         _structs.struct_checker.cache_clear()
+
+
+def test_unknown_keys_met_before_take_the_learned_look() -> None:
+    quick = _structs.struct_checker(ORDER)
+    assert quick is not None
+    order = next(fake_orders(1, seed=9))
+    order["zzStore"] = 1
+    order["lineItems"][0]["zzItem"] = {"a": [1, 2]}
+    line = json.dumps(order).encode()
+    both = quick.with_unknown(line)
+    assert both is not None
+    quick.learn(both[2])
+    learned = quick.with_learned(line)
+    assert learned is not None
+    assert learned[1] == both[1] == ("lineItems.0.zzItem", "zzStore")
+    assert _floats(learned[0]) == _floats(both[0])
+    # Not taken by the learned look: a key never met, an invalid known value, two learned keys in one
+    # object (their order in the record decides the order of the report).
+    for damage in (
+        lambda o: o.__setitem__("zzOther", 1),
+        lambda o: o.__setitem__("currencyCodeIso3Letter", "EURO"),
+        lambda o: o["lineItems"][0]["taxes"].append({"taxRate": 19}),
+    ):
+        damaged = json.loads(line)
+        damage(damaged)
+        assert quick.with_learned(json.dumps(damaged).encode()) is None
+    for line_ in (line, json.dumps({**order, "zzOther": 2}).encode()):
+        assert_never_laxer(ORDER, line_)
+    validator = RecordValidator("orders", "07.2025")
+    plain = _plain(ORDER)
+    for n, record in enumerate(fake_orders(60, seed=10)):
+        if n % 2:
+            record["zzStore"] = n
+        if n % 3:
+            record["zzOther"] = [n]
+        data = json.dumps(record).encode()
+        got, want = validator.validate_json_fields(data), plain.validate_json_fields(data)
+        assert got is not None
+        assert want is not None
+        assert got[1:] == want[1:]
+        assert _floats(got[0]) == _floats(want[0])
