@@ -7,6 +7,7 @@ JSON (:meth:`Tally.to_state` / :meth:`Tally.from_state`) so a checkpoint can car
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -88,6 +89,9 @@ def where(position: int, source: str, line: int | None) -> str:
     return f"{unit} {line} of {source}"
 
 
+# The same few paths come back in every record (an unknown field of each line item): remembered, a
+# path costs a dict lookup instead of a regular expression's microsecond.
+@functools.lru_cache(maxsize=4096)
 def generic_path(path: str) -> str:
     """Replace list indexes in a dotted path by ``*`` so the same field of every line item counts once."""
     return _INDEX.sub("*", path)
