@@ -279,10 +279,9 @@ def _unknown_paths(
     if not record.keys() <= known:
         if shape.python and not shape.python.isdisjoint(record):
             return False
-        for key, value in record.items():
+        # (An unknown value holds no infinite number: msgspec refuses numbers beyond a double.)
+        for key in record:
             if key not in known:
-                if not _finite(value):
-                    return False  # 1e400 reads as infinity: no JSON value to send as it is
                 found.append(prefix + key)
                 met.add((shape.ref, key))
     return True
@@ -348,27 +347,13 @@ def _extra_paths(obj: Any, walks: dict[type, _Plan], prefix: str, found: list[st
     return True
 
 
-def _finite(value: Any) -> bool:
-    """Whether a parsed JSON value holds no infinite number (an explicit stack: it may nest deep)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if type(item) is float:
-            if item - item != 0.0:  # inf - inf is nan, and nan != 0
-                return False
-        elif type(item) is list:
-            stack.extend(item)
-        elif type(item) is dict:
-            stack.extend(item.values())
-    return True
-
-
 class QuickLook:
     """The mirror's two looks at the bytes of one JSON object (see :func:`struct_checker`).
 
     :param strict: Decodes into structs that refuse unknown keys.
     :param lenient: Decodes into structs that ignore them.
     :param shape: The shape of the record's typed dicts.
+    :param schema: The schema the structs were built from (rebuilt with learned keys, see :meth:`learn`).
     """
 
     def __init__(
@@ -376,7 +361,7 @@ class QuickLook:
         strict: Callable[[bytes], Any],
         lenient: Callable[[bytes], Any],
         shape: _Shape,
-        schema: Any = None,
+        schema: Any,
     ) -> None:
         self._strict = strict
         self._lenient = lenient
@@ -425,7 +410,7 @@ class QuickLook:
         :param met: (typed dict ref, key) pairs, as :meth:`with_unknown` gives them.
         """
         new = [(ref, key) for ref, key in met if key not in self._learned.get(ref, ())]
-        if not new or self._rebuilds >= _MOST_REBUILDS or self._schema is None:
+        if not new or self._rebuilds >= _MOST_REBUILDS:
             return
         learned = dict(self._learned)
         for ref, key in new:
