@@ -226,30 +226,31 @@ def _assert_same_first_errors(one: dict[str, Any], other: dict[str, Any], reject
         assert set(errors) <= set(every_line)
 
 
+def _assert_same_upload(one: tuple[Any, ...], other: tuple[Any, ...]) -> None:
+    """Assert two uploads (``_upload``'s results) sent, rejected and counted the same records.
+
+    Batches may be answered in any order, so what was sent and rejected is compared as sorted lists.
+    """
+    one_sent, one_rejected, one_tally = one
+    other_sent, other_rejected, other_tally = other
+    assert sorted(one_sent, key=json.dumps) == sorted(other_sent, key=json.dumps)
+    assert len(one_sent) >= 6
+    assert sorted((r.ordinal, r.id, r.errors, str(r.record)) for r in one_rejected) == sorted(
+        (r.ordinal, r.id, r.errors, str(r.record)) for r in other_rejected
+    )
+    one_state, other_state = one_tally.to_state(), other_tally.to_state()
+    assert sorted(one_state.pop("rejected_ids")) == sorted(other_state.pop("rejected_ids"))
+    _assert_same_first_errors(one_state, other_state, other_rejected)
+    assert one_state == other_state
+    assert one_tally.accepted == len(one_sent)
+
+
 @pytest.mark.parametrize("version", ["07.2025", "12.2022"])
 def test_an_upload_sends_and_rejects_the_same_whichever_path(version: str) -> None:
     data = b"\n".join(mixed_lines(version)) + b"\n"
-    fast_sent, fast_rejected, fast_tally = _upload(_read(data), version)
-    slow_sent, slow_rejected, slow_tally = _upload(_without_raw(_read(data)), version)
-    lazy_sent, lazy_rejected, lazy_tally = _upload(_read(data, lazy=True), version)
-    assert sorted(lazy_sent, key=json.dumps) == sorted(slow_sent, key=json.dumps)
-    assert sorted((r.ordinal, r.id, r.errors, str(r.record)) for r in lazy_rejected) == sorted(
-        (r.ordinal, r.id, r.errors, str(r.record)) for r in slow_rejected
-    )
-    assert lazy_tally.to_state()["records"] == slow_tally.to_state()["records"]
-    assert lazy_tally.accepted == slow_tally.accepted
-    # Batches may be answered in any order, so compare what was sent as a sorted list.
-    assert sorted(fast_sent, key=json.dumps) == sorted(slow_sent, key=json.dumps)
-    assert len(fast_sent) >= 6
-    # Spans finish in the order their batches are answered: compare by position.
-    assert sorted((r.ordinal, r.id, r.errors, str(r.record)) for r in fast_rejected) == sorted(
-        (r.ordinal, r.id, r.errors, str(r.record)) for r in slow_rejected
-    )
-    fast_state, slow_state = fast_tally.to_state(), slow_tally.to_state()
-    assert sorted(fast_state.pop("rejected_ids")) == sorted(slow_state.pop("rejected_ids"))
-    _assert_same_first_errors(fast_state, slow_state, slow_rejected)
-    assert fast_state == slow_state
-    assert fast_tally.accepted == len(fast_sent)
+    slow = _upload(_without_raw(_read(data)), version)
+    _assert_same_upload(_upload(_read(data), version), slow)
+    _assert_same_upload(_upload(_read(data, lazy=True), version), slow)
 
 
 def test_plain_valid_lines_take_the_fast_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -403,17 +404,7 @@ def test_array_items_read_lazily_prepare_as_the_eager_reader_s(version: str, str
 @pytest.mark.parametrize("version", ["07.2025", "12.2022"])
 def test_an_upload_of_an_array_sends_and_rejects_the_same_read_lazily(version: str) -> None:
     data = mixed_items(version)
-    eager_sent, eager_rejected, eager_tally = _upload(_read_array(data), version)
-    lazy_sent, lazy_rejected, lazy_tally = _upload(_read_array(data, lazy=True), version)
-    assert sorted(lazy_sent, key=json.dumps) == sorted(eager_sent, key=json.dumps)
-    assert len(lazy_sent) >= 6
-    assert sorted((r.ordinal, r.id, r.errors, str(r.record)) for r in lazy_rejected) == sorted(
-        (r.ordinal, r.id, r.errors, str(r.record)) for r in eager_rejected
-    )
-    lazy_state, eager_state = lazy_tally.to_state(), eager_tally.to_state()
-    assert sorted(lazy_state.pop("rejected_ids")) == sorted(eager_state.pop("rejected_ids"))
-    _assert_same_first_errors(lazy_state, eager_state, eager_rejected)
-    assert lazy_state == eager_state
+    _assert_same_upload(_upload(_read_array(data, lazy=True), version), _upload(_read_array(data), version))
 
 
 @pytest.mark.parametrize("dumps", [{}, {"indent": 2}], ids=["default", "indent-2"])
