@@ -121,5 +121,14 @@ def _rebuild_source_error(
     return KlarSourceError(message, source=source, position=position, line=line, offset=offset)
 
 
+class KlarUploadStoppedError(KlarError):
+    """The upload was asked to stop (the task was killed, timed out or marked in the UI) and stopped.
+
+    No new batch was started after the request. Errors of requests that stopping itself cut short
+    (the hook's client is closed under them) are chained to this one, never raised in its place. With
+    ``retries`` and a checkpoint, the next try resumes after the batches Klar confirmed.
+    """
+
+
 class KlarSubmissionFailedError(KlarError):
     """Klar's status shows that the latest submission after ``since`` failed."""

@@ -45,7 +45,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_klar.exceptions import KlarError, KlarResponseError, KlarSourceError
+from airflow_provider_klar.exceptions import (
+    KlarError,
+    KlarResponseError,
+    KlarSourceError,
+    KlarUploadStoppedError,
+)
 from airflow_provider_klar.results import FieldError, KlarBatchResult, OutcomeState
 from airflow_provider_klar.upload._record import parsed
 from airflow_provider_klar.upload.accounting import Rejection, RejectionOrigin, Tally, WarningTally, where
@@ -112,7 +117,8 @@ class UploadEngine:
     :param on_rejected: Called (in the calling thread) with each rejected record, e.g. to write it out.
     :param checkpoint: Where to keep progress between tries, or ``None`` for no resume.
     :param log: Where progress lines go.
-    :param stop: Set it (from any thread) to stop promptly; :meth:`run` then raises a ``KlarError``.
+    :param stop: Set it (from any thread) to stop promptly; :meth:`run` then raises
+        :class:`KlarUploadStoppedError`.
     :param total: The number of records, when known in advance (for the ETA in the log).
     """
 
@@ -251,9 +257,11 @@ class UploadEngine:
         :param source: The records, as the source readers yield them (with positions).
         :raises KlarSourceError: The source stopped being readable: the reader's own error, or one
             naming the error a ``records=`` iterable raised; the rest was not read.
+        :raises KlarUploadStoppedError: ``stop`` was set; errors of requests cut short by the stop
+            are chained to it.
         :raises KlarError: The first fatal error of a batch (auth, not found, retries exhausted...),
-            after cancelling the batches not yet sent, or a ``KlarError`` saying it was stopped. The
-            rejected records of unfinished batches are still handed to ``on_rejected`` first.
+            after cancelling the batches not yet sent. The rejected records of unfinished batches are
+            still handed to ``on_rejected`` first.
         """
         started = datetime.now(timezone.utc)
         self._t0 = time.monotonic()
@@ -266,11 +274,16 @@ class UploadEngine:
                     self._pump()
                     self._harvest()
         except BaseException as err:
+            asked_to_stop = self.stop.is_set()  # before _abort sets it too
             # A failing source (or rejected-file writer) leaves the batches in flight worth finishing;
             # Klar's errors, a stop request and interpreter-level exits (timeouts) end them now.
             self._abort(drain=isinstance(err, Exception) and not isinstance(err, KlarError))
             self._save(force=True)
             self._report_unfinished()
+            if asked_to_stop and isinstance(err, Exception) and not isinstance(err, KlarUploadStoppedError):
+                # Stopping closes the hook under the requests in flight; what they raise is the stop's
+                # echo (a closed client, a closed limiter), not the reason the task ends.
+                raise KlarUploadStoppedError("The upload was stopped while batches were in flight.") from err
             raise
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -351,7 +364,9 @@ class UploadEngine:
                 # an error raised by the source's iterator (outside this try) leaves the rest unread.
                 try:
                     if stopped():
-                        raise KlarError(f"The upload was stopped after reading {ordinal} records.")
+                        raise KlarUploadStoppedError(
+                            f"The upload was stopped after reading {ordinal} records."
+                        )
                     if ordinal >= skip_from:
                         while ordinal > skip_to:
                             skip += 1
@@ -491,7 +506,7 @@ class UploadEngine:
 
     def _send(self, batch: Batch) -> tuple[KlarBatchResult, float]:
         if self.stop.is_set():
-            raise KlarError("The upload was stopped before this batch was sent.")
+            raise KlarUploadStoppedError("The upload was stopped before this batch was sent.")
         started = time.monotonic()
         id_field = self.settings.id_field
         # The hook reads only the ids from ``records`` when ``encoded`` is given: small stand-ins suffice.
@@ -520,7 +535,7 @@ class UploadEngine:
         """Wait until at least one batch is answered (or the stop event is set); account for it."""
         while self._in_flight:
             if self.stop.is_set():
-                raise KlarError("The upload was stopped while batches were in flight.")
+                raise KlarUploadStoppedError("The upload was stopped while batches were in flight.")
             done, _ = wait(self._in_flight, timeout=_POLL, return_when=FIRST_COMPLETED)
             if done:
                 for future in done:

@@ -73,11 +73,11 @@ _STARTING = threading.Lock()
 _MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
 
 
-def _klar_error(message: str) -> Exception:
+def _klar_error(message: str, *, stopped: bool = False) -> Exception:
     # Imported here, in the task's process only: the exceptions module imports Airflow (see _PRELOAD).
-    from airflow_provider_klar.exceptions import KlarError
+    from airflow_provider_klar.exceptions import KlarError, KlarUploadStoppedError
 
-    return KlarError(message)
+    return KlarUploadStoppedError(message) if stopped else KlarError(message)
 
 
 @contextmanager
@@ -368,7 +368,9 @@ class ParallelReader:
                 return result.get(timeout=_POLL)
             except multiprocessing.TimeoutError:
                 if self._stop.is_set():
-                    raise _klar_error("The upload was stopped while records were being validated.") from None
+                    raise _klar_error(
+                        "The upload was stopped while records were being validated.", stopped=True
+                    ) from None
                 dead = self._dead()
                 if dead:
                     raise _klar_error(

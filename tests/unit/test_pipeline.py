@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_klar.exceptions import KlarAuthError, KlarError, KlarSourceError, KlarTransientError
+from airflow_provider_klar.exceptions import (
+    KlarAuthError,
+    KlarError,
+    KlarSourceError,
+    KlarTransientError,
+    KlarUploadStoppedError,
+)
 from airflow_provider_klar.models import RecordValidator
 from airflow_provider_klar.results import FieldError, KlarBatchResult, OutcomeState, RecordOutcome
 from airflow_provider_klar.sandbox.fake_data import fake_orders
@@ -261,9 +267,35 @@ def test_stop_event_ends_the_run_from_another_thread() -> None:
     stop = threading.Event()
     hook = FakeHook()
     hook.on_call = lambda number: stop.set() if number == 2 else None
-    with pytest.raises(KlarError, match="stopped"):
+    with pytest.raises(KlarUploadStoppedError, match="stopped"):
         engine(hook, batch_size=10, max_concurrency=1, stop=stop).run(iter_records(orders(100)))
     assert len(hook.calls) <= 3
+
+
+def test_a_request_cut_short_by_the_stop_reports_the_stop_not_its_own_error() -> None:
+    # on_kill sets the stop and closes the hook: a request in flight then fails with the closed client's
+    # error, and the engine may see that failed batch before it next looks at the stop event.
+    stop = threading.Event()
+    closed = KlarError("The Klar hook was closed while a request waited for its turn.")
+
+    def kill(number: int) -> None:
+        if number == 2:
+            stop.set()
+            raise closed
+
+    hook = FakeHook()
+    hook.on_call = kill
+    with pytest.raises(KlarUploadStoppedError, match="stopped while batches were in flight") as info:
+        engine(hook, batch_size=10, max_concurrency=1, stop=stop).run(iter_records(orders(100)))
+    assert info.value.__cause__ is closed
+    assert len(hook.calls) == 2
+
+
+def test_an_error_without_a_stop_is_raised_as_it_is() -> None:
+    hook = FakeHook(fail_on={2: KlarError("Klar answered something odd.")})
+    with pytest.raises(KlarError, match="something odd") as info:
+        engine(hook, batch_size=10, max_concurrency=1).run(iter_records(orders(100)))
+    assert not isinstance(info.value, KlarUploadStoppedError)
 
 
 def test_a_failed_try_is_resumed_without_sending_confirmed_batches_again() -> None:
