@@ -70,6 +70,11 @@ class ConcurrencyLimiter:
         """Requests in flight now."""
         return self._in_flight
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (the hook was closed)."""
+        return self._closed
+
     @contextmanager
     def slot(self) -> Iterator[Slot]:
         """Wait for a free slot and hold it while the block runs (one HTTP attempt).

@@ -338,6 +338,10 @@ class KlarHook(BaseHook):
                     response = client.request(method, path, params=params, content=content)
                 except httpx.HTTPError as err:
                     limiter.report(slot, None)
+                    if limiter.closed:
+                        # Closing the hook cut this request short (the task is being stopped): not a
+                        # network failure worth a retry, nor a warning saying one is coming.
+                        raise KlarError(f"{what} was cut short: the Klar hook was closed.") from None
                     raise failure_for_error(
                         err, what=what, base_url=self.base_url, conn_id=self.klar_conn_id, scrub=scrub
                     ) from None

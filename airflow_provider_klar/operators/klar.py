@@ -582,7 +582,8 @@ class KlarUploadOperator(BaseOperator):
             self._stop.set()
         hook = self._hook
         if hook is not None:
-            # Closing the client also ends requests (and retry waits) that are in flight now.
+            # No request starts after this; one already on the wire ends when its answer (or the
+            # timeout) comes, and is then neither retried nor accounted for.
             hook.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -19,8 +20,10 @@ from airflow_provider_klar import __version__
 from airflow_provider_klar.exceptions import (
     KlarAuthError,
     KlarConfigurationError,
+    KlarError,
     KlarNotFoundError,
     KlarResponseError,
+    KlarTransientError,
 )
 from airflow_provider_klar.hooks.klar import KlarHook
 from airflow_provider_klar.results import OutcomeState
@@ -284,3 +287,42 @@ def test_not_found_names_the_url_and_version() -> None:
     hook, _ = make_hook(lambda _: httpx.Response(404, text="Cannot POST"))
     with pytest.raises(KlarNotFoundError, match=r"https://klar.test: check the base URL and API version"):
         hook.upload("orders", [{"id": "A"}])
+
+
+def test_a_request_on_the_wire_when_the_hook_closes_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A real loopback server reads the request and answers nothing until the hook is closed (what
+    # on_kill does to a task terminated mid-upload), then drops the connection: the request fails
+    # because the task is stopping, which is no network failure to retry or warn about.
+    listener = socket.create_server(("127.0.0.1", 0))
+    received, closed = threading.Event(), threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            received.set()
+            closed.wait(30)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KLAR_DEFAULT",
+        json.dumps(
+            {"conn_type": "klar", "host": f"http://127.0.0.1:{listener.getsockname()[1]}", "password": TOKEN}
+        ),
+    )
+    caplog.set_level(logging.WARNING)
+    hook = KlarHook(timeout=60)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(hook.upload, "orders", [{"id": "A-1"}])
+        assert received.wait(30), "the request never reached the server"
+        hook.close()
+        closed.set()
+        with pytest.raises(KlarError, match="cut short: the Klar hook was closed") as raised:
+            future.result(timeout=30)
+    server.join(30)
+    listener.close()
+    assert not isinstance(raised.value, KlarTransientError)
+    assert "retrying" not in caplog.text
