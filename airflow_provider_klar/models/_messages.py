@@ -46,8 +46,10 @@ def describe(value: Any) -> str:
         return f"the string {value!r}"
     if isinstance(value, (int, float)):
         return f"the number {value!r}"
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
         return f"a list of {len(value)}"
+    if isinstance(value, tuple):  # only from Python (records=): name it, "a list" would read as valid
+        return f"a tuple of {len(value)}"
     if isinstance(value, dict):
         return "an object"
     return f"{value!r} (a {type(value).__name__})"

@@ -236,6 +236,16 @@ def test_the_validator_does_not_modify_the_record() -> None:
     assert record == before
 
 
+def test_a_tuple_or_set_where_a_list_belongs_is_named_as_what_it_is() -> None:
+    # Only records= can hold them; "got a list of 1" would read as if the value were fine.
+    tupled = ORDERS.validate({"id": "T-1", "lineItems": ({"id": "a"},)})
+    assert [(e.path, e.message) for e in tupled.errors] == [("lineItems", "must be a list, got a tuple of 1")]
+    tags = ORDERS.validate({"id": "T-2", "lineItems": [{"id": "a", "productTags": {"x"}}]})
+    assert [(e.path, e.message) for e in tags.errors] == [
+        ("lineItems.0.productTags", "must be a list, got {'x'} (a set)")
+    ]
+
+
 # --- RecordValidator: invalid records --------------------------------------------------------------------
 
 
