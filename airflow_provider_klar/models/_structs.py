@@ -369,6 +369,7 @@ class QuickLook:
         self._schema = schema
         self._to_builtins = msgspec.to_builtins
         self._plain = msgspec.json.Decoder().decode
+        self._encode = msgspec.json.Encoder().encode
         #: Unknown keys learned from records, by typed dict ref; and the structs that take them.
         self._learned: dict[str, frozenset[str]] = {}
         self._with_learned: tuple[Callable[[bytes], Any], dict[type, _Plan]] | None = None
@@ -382,6 +383,24 @@ class QuickLook:
         except Exception:  # anything it refuses, it refuses: the JSON checker decides and explains
             return None
         return record
+
+    def encoded(self, record: dict[str, Any]) -> bytes | None:
+        """Return the JSON bytes of a dict the JSON checker would take as it is, or ``None``.
+
+        The dict is encoded and the bytes get the strict look; what the look reads back must equal
+        the dict. Encoding is lax (a tuple or set becomes an array, ``NaN`` becomes ``null``, a
+        ``Decimal`` or a ``datetime`` a string), but none of those reads back equal to what was
+        encoded, so a dict holding one is not vouched for. What is vouched for is a dict of plain
+        JSON values: for those the JSON checker and the dict checker agree.
+
+        :param record: The record, as given (``records=``, an SQL row, a CSV row).
+        """
+        try:
+            data: bytes = self._encode(record)
+            found = self._to_builtins(self._strict(data))
+        except Exception:  # not encodable, or refused: the dict checker decides and explains
+            return None
+        return data if found == record else None
 
     def with_learned(self, data: bytes) -> tuple[dict[str, Any], tuple[str, ...]] | None:
         """Like :meth:`with_unknown`, quicker, for records whose unknown keys were all met before.

@@ -3,10 +3,11 @@
 Speed: a valid record costs one pydantic-core validation, against a copy of the model's schema that
 reports unknown keys as errors (so finding them needs no Python walk; see ``_checkers.py``), plus the
 pitfall arithmetic for orders. Given the raw bytes of a JSON object, parsing and checking are one
-pass, and most often a quicker one: a msgspec mirror of the models looks first (``_structs.py``). The
-record sent is the caller's own dict (or bytes), since by construction it would dump back to itself.
-Only records that use snake_case names, hold model instances or non-JSON values in unknown fields are
-validated again and dumped.
+pass, and most often a quicker one: a msgspec mirror of the models looks first (``_structs.py``). A
+dict of plain JSON values takes that look too, at its encoding, when what the look reads back equals
+the dict (:meth:`RecordValidator.validate_encoded`). The record sent is the caller's own dict (or
+bytes), since by construction it would dump back to itself. Only records that use snake_case names,
+hold model instances or non-JSON values in unknown fields are validated again and dumped.
 """
 
 from __future__ import annotations
@@ -247,6 +248,8 @@ class RecordValidator:
         # The quicker first look at JSON bytes, while it pays (see validate_json_fields).
         self._quick = struct_checker(self.model)
         self._quick_tries = self._quick_misses = 0
+        self._dict_quick = self._quick is not None
+        self._dict_tries = self._dict_misses = 0
         self._unknown_last = False
         self._snake = _snake_names()
         self._pitfalls = check_order if row.name == "orders" else None
@@ -284,6 +287,30 @@ class RecordValidator:
         except ValidationError as exc:
             return self._slow(raw, exc.errors(include_url=False))
         return self._finish(raw, ())
+
+    def validate_encoded(self, record: dict[str, Any]) -> tuple[bytes, _Fields] | None:
+        """Validate a dict by its JSON encoding; return the bytes to send and the result's fields.
+
+        The dict is encoded once and the bytes get the quick look (see :meth:`validate_json_fields`),
+        which checks an order in about half the time the dict checker of :meth:`validate` takes; what
+        it reads back must equal the dict. ``None`` when that does not vouch for the record (a value
+        that is not plain JSON, unknown fields, an invalid record, no quick look for this model): call
+        :meth:`validate`, which decides and says what is wrong. The fields are ``(record, id, errors,
+        warnings, unknown_fields)``, the record being the dict itself, as :meth:`validate` gives it.
+
+        :param record: A dict with camelCase names.
+        """
+        quick = self._quick
+        if quick is None or not self._dict_quick:
+            return None
+        self._dict_tries += 1
+        data = quick.encoded(record)
+        if data is None:
+            self._dict_misses += 1
+            if self._dict_misses > _QUICK_MISSES and self._dict_misses * 2 > self._dict_tries:
+                self._dict_quick = False  # most records are refused: the quick look only adds time now
+            return None
+        return data, self._finish_fields(record, ())
 
     def validate_json(self, data: bytes) -> ValidatedRecord | None:
         """Validate one record given as the bytes of a JSON object, parsing and checking in one pass.

@@ -177,6 +177,7 @@ def make_preparer(
     multi_key = key_fields if len(key_fields) > 1 or (key_fields and key_fields[0] != id_field) else None
     id_pattern = re.compile(rf'"{re.escape(id_field)}"\s*:\s*"([^"\\]{{1,200}})"')
     one_pass = _one_pass(validator, id_field, multi_key)
+    by_encoding = _by_encoding(validator, multi_key)
 
     def prepare(src: SourceLike) -> PreparedRecord:
         try:
@@ -196,6 +197,14 @@ def make_preparer(
                 error = FieldError("", reason)
                 return prepared(None, found.group(1) if found else None, (error,))
             if validate is not None:
+                if (
+                    by_encoding is not None
+                    and type(src.record) is dict
+                    and type(getattr(src, "raw", None)) is not bytes
+                ):
+                    vouched = by_encoding(src.record)
+                    if vouched is not None:
+                        return vouched
                 checked = validate(src.record)
                 out = checked.record
                 if out is None or checked.errors:
@@ -230,6 +239,35 @@ def make_preparer(
             )
 
     return prepare
+
+
+def _by_encoding(
+    validator: ValidatorLike | None, multi_key: tuple[str, ...] | None
+) -> Callable[[dict[str, Any]], PreparedRecord | None] | None:
+    """Return the step for a dict without bytes of its own (``records=``, SQL, CSV and Parquet rows).
+
+    The dict is checked by its encoding, which it needs anyway (``RecordValidator.validate_encoded``).
+    The step returns ``None`` for a dict that this does not vouch for; the caller then takes the usual
+    path, which decides and says what is wrong. ``None`` when the validator has no such check.
+    """
+    check: Callable[[dict[str, Any]], tuple[bytes, Any] | None] | None = getattr(
+        validator, "validate_encoded", None
+    )
+    if check is None:
+        return None
+    prepared = PreparedRecord
+
+    def by_encoding(record: dict[str, Any]) -> PreparedRecord | None:
+        vouched = check(record)
+        if vouched is None:
+            return None
+        data, (out, record_id, errors, warnings, unknown) = vouched
+        if out is None or errors:  # a pitfall, to a strict validator
+            return prepared(None, record_id, errors, warnings, unknown)
+        key = None if multi_key is None else key_of(out, multi_key)
+        return prepared(data, record_id, (), warnings, unknown, key)
+
+    return by_encoding
 
 
 def _one_pass(

@@ -1,0 +1,241 @@
+"""Dicts checked by their encoding: ``records=``, SQL, CSV and Parquet rows.
+
+A dict without bytes of its own is encoded (it must be, to be sent) and the bytes get the quick look;
+what the look reads back must equal the dict. Whatever the dict holds, the outcome must be the dict
+checker's: the same bytes sent, the same id, key, errors, warnings and unknown fields. Python values
+that JSON cannot hold as they are (tuples, sets, ``Decimal``, ``NaN``, ``datetime``, enums, subclasses,
+keys that are not strings) are where the encoding is lax, so they are what these tests throw at it.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import enum
+import math
+import random
+from datetime import datetime, timezone
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_klar.models import RecordValidator
+from airflow_provider_klar.resources import get_resource
+from airflow_provider_klar.sandbox.fake_data import fake_orders, fake_transaction_costs
+from airflow_provider_klar.upload.prepare import PreparedRecord, make_preparer
+from airflow_provider_klar.upload.sources import iter_records
+
+msgspec = pytest.importorskip("msgspec")
+
+
+class DictChecker:
+    """The validator as it was before dicts were checked by their encoding: ``validate`` only."""
+
+    def __init__(self, inner: RecordValidator) -> None:
+        self._inner = inner
+
+    def validate(self, record: Any) -> Any:
+        return self._inner.validate(record)
+
+
+class Currency(str, enum.Enum):
+    EUR = "EUR"
+
+
+class Quantity(enum.IntEnum):
+    TWO = 2
+
+
+class Text(str):
+    pass
+
+
+class Number(float):
+    pass
+
+
+class Items(list):  # type: ignore[type-arg]
+    pass
+
+
+#: Python values JSON cannot hold as they are, and plain ones for contrast.
+PYTHON_VALUES: list[Any] = [
+    (1, 2),
+    ("a",),
+    {"a"},
+    frozenset(),
+    Decimal("1.5"),
+    Decimal("NaN"),
+    math.nan,
+    math.inf,
+    -math.inf,
+    datetime(2025, 1, 2, tzinfo=timezone.utc),
+    Currency.EUR,
+    Quantity.TWO,
+    Text("EUR"),
+    Number(2.5),
+    Items([1]),
+    True,
+    2.0,
+    "2",
+    2**70,
+    -(2**64),
+    "\ud800",
+    b"EUR",
+    None,
+    {1: "x"},
+    collections.OrderedDict(a=1),
+    MappingProxyType({"a": 1}),
+    [],
+    {},
+    "EUR",
+    0,
+    19.99,
+]
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _paths(child, (*prefix, index))
+    return found
+
+
+def _damage(record: dict[str, Any], rng: random.Random, value: Any) -> dict[str, Any]:
+    path = rng.choice(_paths(record)[1:])
+    parent: Any = record
+    for part in path[:-1]:
+        parent = parent[part]
+    if rng.random() < 0.2 and isinstance(parent, dict):
+        parent[rng.choice(["zzUnknown", "order_name", 7])] = value  # a key added: unknown, snake, not a str
+    else:
+        parent[path[-1]] = value
+    return record
+
+
+def _prepare_both(
+    resource: str, version: str, records: list[Any], *, strict: bool = False
+) -> tuple[list[Any], RecordValidator]:
+    row = get_resource(resource)
+    validator = RecordValidator(resource, version, strict=strict)
+    by_encoding = make_preparer(validator, row.id_field, key_fields=row.key_fields)
+    by_dict = make_preparer(DictChecker(validator), row.id_field, key_fields=row.key_fields)  # type: ignore[arg-type]
+    pairs = []
+    for src in iter_records(records):
+        pairs.append((by_encoding(src), by_dict(src)))  # neither changes the record
+    return pairs, validator
+
+
+def _assert_same(one: PreparedRecord, other: PreparedRecord, what: Any) -> None:
+    assert one.encoded == other.encoded, what
+    assert (one.id, one.key) == (other.id, other.key), what
+    assert one.errors == other.errors, what
+    assert one.warnings == other.warnings, what
+    assert one.unknown_fields == other.unknown_fields, what
+
+
+@pytest.mark.parametrize("version", ["07.2025", "12.2022"])
+@pytest.mark.parametrize("strict", [False, True])
+def test_each_python_value_anywhere_in_an_order_prepares_as_the_dict_checker_does(
+    version: str, strict: bool
+) -> None:
+    rng = random.Random(7)
+    records: list[Any] = []
+    for n, order in enumerate(fake_orders(4 * len(PYTHON_VALUES), seed=7, version=version)):
+        records.append(_damage(order, rng, PYTHON_VALUES[n % len(PYTHON_VALUES)]))
+    pitfall = next(fake_orders(1, seed=8, version=version, start=900))
+    pitfall["lineItems"][0]["totalAmountAfterTaxesAndDiscounts"] += 50
+    records += [*fake_orders(20, seed=9, version=version, start=1000), pitfall]
+    pairs, validator = _prepare_both("orders", version, records, strict=strict)
+    for (one, other), record in zip(pairs, records, strict=True):
+        _assert_same(one, other, record)
+    # Both ways were taken: records vouched for by their encoding, and records left to the dict checker.
+    assert validator._dict_tries - validator._dict_misses >= 25
+    assert validator._dict_misses >= 40
+    # The mix holds both kinds: records sent and records refused, with and without a warning.
+    assert sum(one.encoded is not None for one, _ in pairs) >= 30
+    assert sum(one.encoded is None for one, _ in pairs) >= 20
+    assert any(one.warnings or (strict and one.errors and "ORD" in str(one.errors)) for one, _ in pairs)
+
+
+def test_a_plain_order_is_vouched_for_and_a_python_value_is_not() -> None:
+    validator = RecordValidator("orders", "07.2025")
+    order = next(fake_orders(1, seed=1))
+    vouched = validator.validate_encoded(order)
+    assert vouched is not None
+    data, (record, record_id, errors, warnings, unknown) = vouched
+    assert record is order
+    assert data == msgspec.json.encode(order)  # what the dict checker's path sends
+    assert (record_id, errors, warnings, unknown) == (order["id"], (), (), ())
+    for value in [(1,), {"x"}, Decimal("2.5"), math.nan, datetime(2025, 1, 2, tzinfo=timezone.utc)]:
+        changed = copy.deepcopy(order)
+        changed["lineItems"][0]["productGmv"] = value
+        assert validator.validate_encoded(changed) is None, value
+    with_unknown = copy.deepcopy(order)
+    with_unknown["note"] = "gift"
+    assert validator.validate_encoded(with_unknown) is None  # the dict checker reports the field
+
+
+def test_transaction_costs_rows_prepare_as_the_dict_checker_does() -> None:
+    rng = random.Random(3)
+    records: list[Any] = []
+    for n, costs in enumerate(fake_transaction_costs(3 * len(PYTHON_VALUES), seed=3)):
+        records.append(_damage(costs, rng, PYTHON_VALUES[n % len(PYTHON_VALUES)]) if n % 2 else costs)
+    pairs, validator = _prepare_both("transaction-costs", "06.2024", records)
+    assert validator._dict_tries - validator._dict_misses >= len(records) // 2
+    for (one, other), record in zip(pairs, records, strict=True):
+        _assert_same(one, other, record)
+    assert sum(one.encoded is not None for one, _ in pairs) >= len(records) // 2
+
+
+def test_the_check_stops_asking_the_quick_look_when_it_refuses_most_dicts() -> None:
+    validator = RecordValidator("orders", "07.2025")
+    order = next(fake_orders(1, seed=2))
+    order["note"] = "gift"  # every record carries an unknown field: never vouched for
+    for _ in range(1000):
+        assert validator.validate_encoded(order) is None
+    assert validator._dict_quick is True
+    assert validator.validate_encoded(order) is None
+    assert validator._dict_quick is False
+    del order["note"]
+    assert validator.validate_encoded(order) is None  # no longer asked
+    assert validator.validate(order).valid
+
+
+python_values = st.recursive(
+    st.sampled_from(PYTHON_VALUES)
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.decimals(allow_nan=True)
+    | st.text(max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children)
+        | st.frozensets(st.integers(), max_size=2)
+        | st.dictionaries(st.text(max_size=4) | st.integers(), children, max_size=3)
+    ),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    values=st.lists(python_values, min_size=1, max_size=3),
+    version=st.sampled_from(["07.2025", "12.2022"]),
+)
+def test_damaged_orders_prepare_as_the_dict_checker_does(seed: int, values: list[Any], version: str) -> None:
+    rng = random.Random(seed)
+    record = next(fake_orders(1, seed=seed, version=version, start=seed))
+    for value in values:
+        record = _damage(record, rng, value)
+    [(one, other)], _ = _prepare_both("orders", version, [record])
+    _assert_same(one, other, record)
