@@ -27,7 +27,7 @@ from pydantic_core import ErrorDetails, PydanticSerializationError, core_schema,
 from airflow_provider_klar._jsonsafe import MAX_DEPTH, deepest_path
 from airflow_provider_klar.models._checkers import json_checker, python_checker
 from airflow_provider_klar.models._messages import describe, field_errors, path_of
-from airflow_provider_klar.models._structs import struct_checker
+from airflow_provider_klar.models._structs import QuickLook, struct_checker
 from airflow_provider_klar.models.costs import Cogs, LogisticsCosts, Refund, TransactionCosts
 from airflow_provider_klar.models.orders import Order, Order_12_2022
 from airflow_provider_klar.models.pitfalls import check_order
@@ -293,8 +293,10 @@ class RecordValidator:
 
         The dict is encoded once and the bytes get the quick look (see :meth:`validate_json_fields`),
         which checks an order in about half the time the dict checker of :meth:`validate` takes; what
-        it reads back must equal the dict. ``None`` when that does not vouch for the record (a value
-        that is not plain JSON, unknown fields, an invalid record, no quick look for this model): call
+        it reads back must equal the dict. Encoding is lax (a tuple or set becomes an array, ``NaN``
+        becomes ``null``, a ``Decimal`` or a ``datetime`` a string), but none of those reads back equal
+        to what was encoded. ``None`` when this does not vouch for the record (a value that is not plain
+        JSON, a snake_case name, an invalid record, no quick look for this model): call
         :meth:`validate`, which decides and says what is wrong. The fields are ``(record, id, errors,
         warnings, unknown_fields)``, the record being the dict itself, as :meth:`validate` gives it.
 
@@ -304,13 +306,14 @@ class RecordValidator:
         if quick is None or not self._dict_quick:
             return None
         self._dict_tries += 1
-        data = quick.encoded(record)
-        if data is None:
+        data = quick.encode(record)
+        looked = None if data is None else self._look(quick, data)
+        if data is None or looked is None or looked[0] != record:
             self._dict_misses += 1
             if self._dict_misses > _QUICK_MISSES and self._dict_misses * 2 > self._dict_tries:
                 self._dict_quick = False  # most records are refused: the quick look only adds time now
             return None
-        return data, self._finish_fields(record, ())
+        return data, self._finish_fields(record, looked[1])
 
     def validate_json(self, data: bytes) -> ValidatedRecord | None:
         """Validate one record given as the bytes of a JSON object, parsing and checking in one pass.
@@ -339,24 +342,9 @@ class RecordValidator:
         quick = self._quick
         if quick is not None:
             self._quick_tries += 1
-            if not self._unknown_last:
-                found = quick(data)
-                if found is not None:
-                    return self._finish_fields(found, ())
-            # Valid but for unknown keys? (Tried first while the records carry them.) First with the
-            # unknown keys met before, then with any.
-            learned = quick.with_learned(data)
-            if learned is not None:
-                self._unknown_last = bool(learned[1])
-                return self._finish_fields(*learned)
-            both = quick.with_unknown(data)
-            # A known field under its snake_case name is not vouched for: it is sent renamed.
-            if both is not None and not any(path.rpartition(".")[2] in self._snake for path in both[1]):
-                record, unknown, met = both
-                quick.learn(met)
-                self._unknown_last = bool(unknown)
-                return self._finish_fields(record, unknown)
-            self._unknown_last = False
+            looked = self._look(quick, data)
+            if looked is not None:
+                return self._finish_fields(*looked)
             self._quick_misses += 1
             if self._quick_misses > _QUICK_MISSES and self._quick_misses * 2 > self._quick_tries:
                 # Most records are refused by the quick look (unknown fields in every record, say):
@@ -375,6 +363,28 @@ class RecordValidator:
                 return None
             return self._finish_fields(record, tuple(path_of(e["loc"]) for e in errors))
         return self._finish_fields(record, ())
+
+    def _look(self, quick: QuickLook, data: bytes) -> tuple[dict[str, Any], tuple[str, ...]] | None:
+        """The quick look's record and unknown fields for the bytes of a JSON object, or ``None``."""
+        if not self._unknown_last:
+            found = quick(data)
+            if found is not None:
+                return found, ()
+        # Valid but for unknown keys? (Tried first while the records carry them.) First with the
+        # unknown keys met before, then with any.
+        learned = quick.with_learned(data)
+        if learned is not None:
+            self._unknown_last = bool(learned[1])
+            return learned
+        both = quick.with_unknown(data)
+        # A known field under its snake_case name is not vouched for: it is sent renamed.
+        if both is not None and not any(path.rpartition(".")[2] in self._snake for path in both[1]):
+            record, unknown, met = both
+            quick.learn(met)
+            self._unknown_last = bool(unknown)
+            return record, unknown
+        self._unknown_last = False
+        return None
 
     def _unknown_keys_only(self, errors: list[ErrorDetails]) -> bool:
         """Whether the checker's only complaints are unknown keys holding plain JSON values.

@@ -181,7 +181,36 @@ def test_a_plain_order_is_vouched_for_and_a_python_value_is_not() -> None:
         assert validator.validate_encoded(changed) is None, value
     with_unknown = copy.deepcopy(order)
     with_unknown["note"] = "gift"
-    assert validator.validate_encoded(with_unknown) is None  # the dict checker reports the field
+    with_unknown["lineItems"][0]["magentoItemId"] = 7
+    vouched = validator.validate_encoded(with_unknown)
+    assert vouched is not None
+    assert (
+        vouched[1][4]
+        == validator.validate(with_unknown).unknown_fields
+        == ("lineItems.0.magentoItemId", "note")
+    )
+    with_unknown["lineItems"][0]["magentoItemId"] = (7,)  # a tuple in an unknown field too
+    assert validator.validate_encoded(with_unknown) is None
+    snake = copy.deepcopy(order)
+    snake["order_name"] = snake.pop("orderName")  # sent renamed: not vouched for as it is
+    assert validator.validate_encoded(snake) is None
+
+
+def test_orders_with_unknown_fields_prepare_as_the_dict_checker_does() -> None:
+    records: list[Any] = []
+    for n, order in enumerate(fake_orders(60, seed=4)):
+        if n % 2:
+            order["storeId"] = n
+        if n % 3:
+            order["lineItems"][-1]["magentoItemId"] = {"n": [n, None, "x"]}
+        if n % 5 == 0:
+            order["lineItems"][0]["extra"] = (n,)  # not JSON as it is: the dict checker's
+        records.append(order)
+    pairs, validator = _prepare_both("orders", "07.2025", records)
+    for (one, other), record in zip(pairs, records, strict=True):
+        _assert_same(one, other, record)
+    assert sum(bool(one.unknown_fields) for one, _ in pairs) >= 40
+    assert validator._dict_tries - validator._dict_misses >= 40
 
 
 def test_transaction_costs_rows_prepare_as_the_dict_checker_does() -> None:
@@ -199,13 +228,13 @@ def test_transaction_costs_rows_prepare_as_the_dict_checker_does() -> None:
 def test_the_check_stops_asking_the_quick_look_when_it_refuses_most_dicts() -> None:
     validator = RecordValidator("orders", "07.2025")
     order = next(fake_orders(1, seed=2))
-    order["note"] = "gift"  # every record carries an unknown field: never vouched for
+    order["lineItems"] = tuple(order["lineItems"])  # every record holds a tuple: never vouched for
     for _ in range(1000):
         assert validator.validate_encoded(order) is None
     assert validator._dict_quick is True
     assert validator.validate_encoded(order) is None
     assert validator._dict_quick is False
-    del order["note"]
+    order["lineItems"] = list(order["lineItems"])
     assert validator.validate_encoded(order) is None  # no longer asked
     assert validator.validate(order).valid
 
