@@ -109,6 +109,26 @@ class _KlarJsonSchema(GenerateJsonSchema):
 #: Records the quick look may refuse before it is judged: past these, it stops when it refuses most.
 _QUICK_MISSES = 1000
 
+
+@dataclass(slots=True)
+class _Payoff:
+    """The tries and misses of one use of the quick look (lines, or dicts by their encoding)."""
+
+    tries: int = 0
+    misses: int = 0
+
+    def pays(self, vouched: bool) -> bool:
+        """Count one try; return ``False`` once the look refuses most records (stop asking it then).
+
+        :param vouched: Whether the look vouched for this record.
+        """
+        self.tries += 1
+        if vouched:
+            return True
+        self.misses += 1
+        return self.misses <= _QUICK_MISSES or self.misses * 2 <= self.tries
+
+
 #: The fields of a :class:`ValidatedRecord`, in order: what :meth:`RecordValidator.validate_json_fields`
 #: returns.
 _Fields = tuple[
@@ -247,9 +267,8 @@ class RecordValidator:
         self._json_checker = json_checker(self.model)
         # The quicker first look at JSON bytes, while it pays (see validate_json_fields).
         self._quick = struct_checker(self.model)
-        self._quick_tries = self._quick_misses = 0
-        self._dict_quick = self._quick is not None
-        self._dict_tries = self._dict_misses = 0
+        self._lines = _Payoff()
+        self._dicts: _Payoff | None = _Payoff()
         self._unknown_last = False
         self._snake = _snake_names()
         self._pitfalls = check_order if row.name == "orders" else None
@@ -302,17 +321,16 @@ class RecordValidator:
 
         :param record: A dict with camelCase names.
         """
-        quick = self._quick
-        if quick is None or not self._dict_quick:
+        quick, payoff = self._quick, self._dicts
+        if quick is None or payoff is None:
             return None
-        self._dict_tries += 1
         data = quick.encode(record)
         looked = None if data is None else self._look(quick, data)
         if data is None or looked is None or looked[0] != record:
-            self._dict_misses += 1
-            if self._dict_misses > _QUICK_MISSES and self._dict_misses * 2 > self._dict_tries:
-                self._dict_quick = False  # most records are refused: the quick look only adds time now
+            if not payoff.pays(False):
+                self._dicts = None  # most dicts are refused (a Decimal in each, say): it only adds time now
             return None
+        payoff.pays(True)
         return data, self._finish_fields(record, looked[1])
 
     def validate_json(self, data: bytes) -> ValidatedRecord | None:
@@ -341,15 +359,13 @@ class RecordValidator:
         """
         quick = self._quick
         if quick is not None:
-            self._quick_tries += 1
             looked = self._look(quick, data)
-            if looked is not None:
-                return self._finish_fields(*looked)
-            self._quick_misses += 1
-            if self._quick_misses > _QUICK_MISSES and self._quick_misses * 2 > self._quick_tries:
+            if not self._lines.pays(looked is not None):
                 # Most records are refused by the quick look (unknown fields in every record, say):
                 # it only adds to the JSON checker's time now.
                 self._quick = None
+            if looked is not None:
+                return self._finish_fields(*looked)
         try:
             record = self._json_checker.validate_json(data)
         except ValidationError as exc:

@@ -134,6 +134,12 @@ def _prepare_both(
     return pairs, validator
 
 
+def _vouched(validator: RecordValidator) -> int:
+    """How many dicts the validator's encoding route vouched for."""
+    assert validator._dicts is not None
+    return validator._dicts.tries - validator._dicts.misses
+
+
 def _assert_same(one: PreparedRecord, other: PreparedRecord, what: Any) -> None:
     assert one.encoded == other.encoded, what
     assert (one.id, one.key) == (other.id, other.key), what
@@ -158,8 +164,9 @@ def test_each_python_value_anywhere_in_an_order_prepares_as_the_dict_checker_doe
     for (one, other), record in zip(pairs, records, strict=True):
         _assert_same(one, other, record)
     # Both ways were taken: records vouched for by their encoding, and records left to the dict checker.
-    assert validator._dict_tries - validator._dict_misses >= 25
-    assert validator._dict_misses >= 40
+    assert _vouched(validator) >= 25
+    assert validator._dicts is not None
+    assert validator._dicts.misses >= 40
     # The mix holds both kinds: records sent and records refused, with and without a warning.
     assert sum(one.encoded is not None for one, _ in pairs) >= 30
     assert sum(one.encoded is None for one, _ in pairs) >= 20
@@ -210,7 +217,7 @@ def test_orders_with_unknown_fields_prepare_as_the_dict_checker_does() -> None:
     for (one, other), record in zip(pairs, records, strict=True):
         _assert_same(one, other, record)
     assert sum(bool(one.unknown_fields) for one, _ in pairs) >= 40
-    assert validator._dict_tries - validator._dict_misses >= 40
+    assert _vouched(validator) >= 40
 
 
 def test_transaction_costs_rows_prepare_as_the_dict_checker_does() -> None:
@@ -219,7 +226,7 @@ def test_transaction_costs_rows_prepare_as_the_dict_checker_does() -> None:
     for n, costs in enumerate(fake_transaction_costs(3 * len(PYTHON_VALUES), seed=3)):
         records.append(_damage(costs, rng, PYTHON_VALUES[n % len(PYTHON_VALUES)]) if n % 2 else costs)
     pairs, validator = _prepare_both("transaction-costs", "06.2024", records)
-    assert validator._dict_tries - validator._dict_misses >= len(records) // 2
+    assert _vouched(validator) >= len(records) // 2
     for (one, other), record in zip(pairs, records, strict=True):
         _assert_same(one, other, record)
     assert sum(one.encoded is not None for one, _ in pairs) >= len(records) // 2
@@ -231,9 +238,9 @@ def test_the_check_stops_asking_the_quick_look_when_it_refuses_most_dicts() -> N
     order["lineItems"] = tuple(order["lineItems"])  # every record holds a tuple: never vouched for
     for _ in range(1000):
         assert validator.validate_encoded(order) is None
-    assert validator._dict_quick is True
+    assert validator._dicts is not None
     assert validator.validate_encoded(order) is None
-    assert validator._dict_quick is False
+    assert validator._dicts is None
     order["lineItems"] = list(order["lineItems"])
     assert validator.validate_encoded(order) is None  # no longer asked
     assert validator.validate(order).valid
