@@ -28,6 +28,7 @@ from airflow_provider_klar.resources import get_resource
 from airflow_provider_klar.sandbox.fake_data import fake_orders, fake_transaction_costs
 from airflow_provider_klar.upload.prepare import PreparedRecord, make_preparer
 from airflow_provider_klar.upload.sources import iter_records
+from tests.unit._record_paths import paths_in
 
 msgspec = pytest.importorskip("msgspec")
 
@@ -98,19 +99,8 @@ PYTHON_VALUES: list[Any] = [
 ]
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _paths(child, (*prefix, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            found += _paths(child, (*prefix, index))
-    return found
-
-
 def _damage(record: dict[str, Any], rng: random.Random, value: Any) -> dict[str, Any]:
-    path = rng.choice(_paths(record)[1:])
+    path = rng.choice(paths_in(record)[1:])
     parent: Any = record
     for part in path[:-1]:
         parent = parent[part]

@@ -253,15 +253,21 @@ def test_an_upload_sends_and_rejects_the_same_whichever_path(version: str) -> No
     _assert_same_upload(_upload(_read(data, lazy=True), version), slow)
 
 
-def test_plain_valid_lines_take_the_fast_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    encoded: list[Any] = []
+@pytest.fixture
+def encoded(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The records the upload encodes itself (its encoder spied on), rather than sending as read."""
+    seen: list[Any] = []
     real = prepare_module._encode_valid
 
     def spy(record: Any) -> bytes:
-        encoded.append(record)
+        seen.append(record)
         return real(record)
 
     monkeypatch.setattr(prepare_module, "_encode_valid", spy)
+    return seen
+
+
+def test_plain_valid_lines_take_the_fast_path(encoded: list[Any], tmp_path: Path) -> None:
     lines = [json.dumps(o).encode() for o in fake_orders(30, seed=5)]
     path = tmp_path / "orders.jsonl"
     path.write_bytes(b"\r\n".join(lines) + b"\r\n")
@@ -409,16 +415,8 @@ def test_an_upload_of_an_array_sends_and_rejects_the_same_read_lazily(version: s
 
 @pytest.mark.parametrize("dumps", [{}, {"indent": 2}], ids=["default", "indent-2"])
 def test_valid_array_items_are_sent_as_read(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dumps: dict[str, Any]
+    encoded: list[Any], tmp_path: Path, dumps: dict[str, Any]
 ) -> None:
-    encoded: list[Any] = []
-    real = prepare_module._encode_valid
-
-    def spy(record: Any) -> bytes:
-        encoded.append(record)
-        return real(record)
-
-    monkeypatch.setattr(prepare_module, "_encode_valid", spy)
     orders = list(fake_orders(30, seed=5))
     path = tmp_path / "orders.json"
     path.write_text(json.dumps(orders, **dumps))

@@ -21,6 +21,7 @@ from airflow_provider_klar.models import RecordValidator, _structs
 from airflow_provider_klar.models._checkers import json_checker
 from airflow_provider_klar.models.validation import MODELS
 from airflow_provider_klar.sandbox.fake_data import fake_order, fake_orders, fake_transaction_costs
+from tests.unit._record_paths import paths_in
 
 pytest.importorskip("msgspec")
 
@@ -225,19 +226,8 @@ json_values = st.recursive(
 )
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _paths(child, (*prefix, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            found += _paths(child, (*prefix, index))
-    return found
-
-
 def _damage(record: dict[str, Any], rng: random.Random, value: Any, name: str) -> dict[str, Any]:
-    paths = _paths(record)[1:]
+    paths = paths_in(record)[1:]
     path = rng.choice(paths)
     parent: Any = record
     for part in path[:-1]:
