@@ -63,7 +63,7 @@ def _on_dicts(function: Callable[..., Any], model: type[BaseModel]) -> Callable[
     return check
 
 
-def _as_dicts(node: Any, *, json: bool) -> Any:
+def _as_dicts(node: Any, *, json: bool, one_number: bool = False) -> Any:
     """Return a copy of a core schema that validates into plain dicts keyed by the JSON names.
 
     Each model becomes a typed dict whose keys are the camelCase names (so snake_case names are unknown
@@ -71,9 +71,10 @@ def _as_dicts(node: Any, *, json: bool) -> Any:
     record holds), and unknown keys are ``extra_forbidden``. A model's after-validators see the dict
     through :class:`_AsModel`. For Python input (``json=False``) a float field refuses a Decimal, which
     the model itself would take and make a float: such a record must be dumped, not sent as it is.
+    With ``one_number``, a number field (an int or a float) is one float schema.
     """
     if isinstance(node, list):
-        return [_as_dicts(n, json=json) for n in node]
+        return [_as_dicts(n, json=json, one_number=one_number) for n in node]
     if not isinstance(node, dict):
         return node
     kind = node.get("type")
@@ -82,9 +83,9 @@ def _as_dicts(node: Any, *, json: bool) -> Any:
     if kind == "function-after" and node["schema"].get("type") == "model":
         function = node["function"]
         wrapped = _on_dicts(function["function"], node["schema"]["cls"])
-        inner = _as_dicts(node["schema"], json=json)
+        inner = _as_dicts(node["schema"], json=json, one_number=one_number)
         return {**node, "function": {**function, "function": wrapped}, "schema": inner}
-    if json and kind == "union" and [choice.get("type") for choice in node["choices"]] == ["int", "float"]:
+    if one_number and kind == "union" and [c.get("type") for c in node["choices"]] == ["int", "float"]:
         # A Klar number (see ``_base.number``): in JSON a strict float takes ints too, with the same
         # bounds, and one schema is quicker than trying two. The dict may then hold 5.0 for 5: it is
         # read for its numbers, never sent (the line's own bytes are).
@@ -96,7 +97,8 @@ def _as_dicts(node: Any, *, json: bool) -> Any:
             if schema.get("type") == "default":
                 schema, required = schema["schema"], False
             key = field.get("validation_alias") or name
-            fields[key] = core_schema.typed_dict_field(_as_dicts(schema, json=json), required=required)
+            inner = _as_dicts(schema, json=json, one_number=one_number)
+            fields[key] = core_schema.typed_dict_field(inner, required=required)
         # The model's config (strict: no "true" for a bool, no "5" for a number) goes along.
         config = {**node.get("config", {}), "extra_fields_behavior": "forbid"}
         typed = core_schema.typed_dict_schema(
@@ -106,7 +108,7 @@ def _as_dicts(node: Any, *, json: bool) -> Any:
             config=config,  # type: ignore[arg-type]
         )
         return {key: value for key, value in typed.items() if value is not None}
-    return {key: _as_dicts(value, json=json) for key, value in node.items()}
+    return {key: _as_dicts(value, json=json, one_number=one_number) for key, value in node.items()}
 
 
 @functools.cache
@@ -122,9 +124,11 @@ def json_checker(model: type[BaseModel]) -> SchemaValidator:
     return SchemaValidator(json_dict_schema(model), {**_CONFIG, "cache_strings": "keys"})
 
 
-def json_dict_schema(model: type[BaseModel]) -> Any:
+def json_dict_schema(model: type[BaseModel], *, one_number: bool = True) -> Any:
     """Return the core schema :func:`json_checker` compiles (also copied by ``_structs.struct_checker``).
 
     :param model: A Klar model.
+    :param one_number: Make a number field one float schema, as the checker does (a whole number then
+        reads as a float); ``False`` keeps the int and the float apart, for a copy whose output is sent.
     """
-    return _as_dicts(model.__pydantic_core_schema__, json=True)
+    return _as_dicts(model.__pydantic_core_schema__, json=True, one_number=one_number)

@@ -73,9 +73,17 @@ class _Builder:
     than pydantic-core's limit of ``MAX_DEPTH`` levels, so the mirror's own types must stop first.
     """
 
-    def __init__(self, *, forbid: bool = True, extras: Mapping[str, Collection[str]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        forbid: bool = True,
+        extras: Mapping[str, Collection[str]] | None = None,
+        python: bool = False,
+    ) -> None:
         #: Whether keys the models do not know are refused (else ignored: see QuickLook.with_unknown).
         self.forbid = forbid
+        #: For Python values (msgspec.convert), not JSON: a number is an int or a finite float.
+        self.python = python
         #: Unknown keys taken anyway, by the ref of the typed dict they were met in (see QuickLook.learn).
         self.extras = extras or {}
         #: Per struct made: its nested and extra fields, for finding the extra keys a record holds.
@@ -99,11 +107,14 @@ class _Builder:
             _check_keys(node, {"schema"})
             return Union[self.convert(node["schema"], level), None]  # noqa: UP007 (a name may be a str)
         if kind == "float":
-            _check_keys(node, {"strict", "allow_inf_nan", "ge", "gt", "le", "lt"})
-            if node.get("allow_inf_nan", True):
-                raise _Unsupported("float that allows NaN")
-            bounds = {k: node[k] for k in ("ge", "gt", "le", "lt") if node.get(k) is not None}
-            return Annotated[float, msgspec.Meta(**bounds)] if bounds else float
+            return self._float(node)
+        if kind == "union" and self.python and [c["type"] for c in node["choices"]] == ["int", "float"]:
+            # A Klar number (``_base.number``): an int stays an int, so the dict made of it is sent as is.
+            _check_keys(node, {"choices", "mode"})
+            whole, fraction = node["choices"]
+            _check_keys(whole, {"strict", "ge", "gt", "le", "lt"})
+            bounds = _bounds(whole)
+            return Union[Annotated[int, msgspec.Meta(**bounds)] if bounds else int, self._float(fraction)]  # noqa: UP007
         if kind == "str":
             _check_keys(node, {"strict", "pattern"})
             pattern = node.get("pattern")
@@ -126,6 +137,20 @@ class _Builder:
         if kind == "typed-dict":
             return self._struct(node, level)
         raise _Unsupported(kind)
+
+    def _float(self, node: dict[str, Any]) -> Any:
+        _check_keys(node, {"strict", "allow_inf_nan", "ge", "gt", "le", "lt"})
+        if node.get("allow_inf_nan", True):
+            raise _Unsupported("float that allows NaN")
+        bounds = _bounds(node)
+        if self.python:
+            # JSON holds no NaN or infinity, but a Python float may: bounds on both sides refuse them
+            # (NaN fails every comparison).
+            if "ge" not in bounds and "gt" not in bounds:
+                bounds["ge"] = -sys.float_info.max
+            if "le" not in bounds and "lt" not in bounds:
+                bounds["le"] = sys.float_info.max
+        return Annotated[float, msgspec.Meta(**bounds)] if bounds else float
 
     def _reference(self, ref: str, level: int) -> Any:
         if level > _LEVELS:
@@ -197,6 +222,10 @@ class _Builder:
         )
         setattr(self.module, _name(name), struct)
         return struct
+
+
+def _bounds(node: dict[str, Any]) -> dict[str, Any]:
+    return {k: node[k] for k in ("ge", "gt", "le", "lt") if node.get(k) is not None}
 
 
 def _name(ref: str) -> str:
@@ -348,12 +377,14 @@ def _extra_paths(obj: Any, walks: dict[type, _Plan], prefix: str, found: list[st
 
 
 class QuickLook:
-    """The mirror's two looks at the bytes of one JSON object (see :func:`struct_checker`).
+    """The mirror's looks at the bytes of one JSON object, and at a dict (see :func:`struct_checker`).
 
     :param strict: Decodes into structs that refuse unknown keys.
     :param lenient: Decodes into structs that ignore them.
     :param shape: The shape of the record's typed dicts.
     :param schema: The schema the structs were built from (rebuilt with learned keys, see :meth:`learn`).
+    :param python: The struct type that refuses unknown keys, for Python values (:meth:`of_dict`), or
+        ``None`` for no such look.
     """
 
     def __init__(
@@ -362,11 +393,14 @@ class QuickLook:
         lenient: Callable[[bytes], Any],
         shape: _Shape,
         schema: Any,
+        python: Any = None,
     ) -> None:
         self._strict = strict
         self._lenient = lenient
         self._shape = shape
         self._schema = schema
+        self._python = python
+        self._convert = msgspec.convert
         self._to_builtins = msgspec.to_builtins
         self._plain = msgspec.json.Decoder().decode
         self._encode = msgspec.json.Encoder().encode
@@ -383,6 +417,31 @@ class QuickLook:
         except Exception:  # anything it refuses, it refuses: the JSON checker decides and explains
             return None
         return record
+
+    def of_dict(self, record: dict[str, Any]) -> tuple[dict[str, Any], bytes] | None:
+        """Return a dict without unknown keys as the models read it, and its JSON bytes; or ``None``.
+
+        The dict's values are checked where they are (no JSON in between), by structs that take
+        Python values. Those are laxer than the models in one way: they take a tuple or a set for a
+        list. So what they read is made a dict again (lists, plain numbers), which must equal the
+        record: a tuple or a set never does. That dict is what is encoded and returned: the models take
+        a ``Decimal`` for a number and dump it as a float, and so does this (for a ``Decimal`` equal to
+        its float; any other is left to the dict checker). Its keys are in the models' order. ``None``
+        for anything else: an unknown key, an invalid value, a value the structs do not take as it is.
+
+        :param record: The record, as given (``records=``, an SQL row, a CSV row).
+        """
+        python = self._python
+        if python is None:
+            return None
+        try:
+            out: dict[str, Any] = self._to_builtins(self._convert(record, python, strict=True))
+            if out != record:
+                return None
+            data: bytes = self._encode(out)
+        except Exception:  # anything it refuses, it refuses: the other looks and the dict checker decide
+            return None
+        return out, data
 
     def encode(self, record: dict[str, Any]) -> bytes | None:
         """Return a dict's JSON bytes, or ``None`` when it cannot be encoded (for a look at them).
@@ -500,4 +559,8 @@ def struct_checker(model: type[BaseModel]) -> QuickLook | None:
     shape = _shape_of(schema, {}, {})
     if not isinstance(shape, _Shape):
         return None
-    return QuickLook(strict, lenient, shape, schema)
+    try:
+        python = _Builder(forbid=True, python=True).convert(json_dict_schema(model, one_number=False))
+    except (_Unsupported, TypeError, ValueError):
+        python = None
+    return QuickLook(strict, lenient, shape, schema, python)

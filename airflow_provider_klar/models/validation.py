@@ -4,10 +4,10 @@ Speed: a valid record costs one pydantic-core validation, against a copy of the 
 reports unknown keys as errors (so finding them needs no Python walk; see ``_checkers.py``), plus the
 pitfall arithmetic for orders. Given the raw bytes of a JSON object, parsing and checking are one
 pass, and most often a quicker one: a msgspec mirror of the models looks first (``_structs.py``). A
-dict of plain JSON values takes that look too, at its encoding, when what the look reads back equals
-the dict (:meth:`RecordValidator.validate_encoded`). The record sent is the caller's own dict (or
-bytes), since by construction it would dump back to itself. Only records that use snake_case names,
-hold model instances or non-JSON values in unknown fields are validated again and dumped.
+dict of plain JSON values takes a look of that mirror too, at its values or at its encoding
+(:meth:`RecordValidator.validate_encoded`). The record sent is the caller's own dict (or bytes, or
+an equal dict), since by construction it would dump back to itself. Only records that use snake_case
+names, hold model instances or non-JSON values are validated again and dumped.
 """
 
 from __future__ import annotations
@@ -270,6 +270,7 @@ class RecordValidator:
         self._lines = _Payoff()
         self._dicts: _Payoff | None = _Payoff()
         self._unknown_last = False
+        self._dict_unknown_last = False
         self._snake = _snake_names()
         self._pitfalls = check_order if row.name == "orders" else None
 
@@ -308,29 +309,39 @@ class RecordValidator:
         return self._finish(raw, ())
 
     def validate_encoded(self, record: dict[str, Any]) -> tuple[bytes, _Fields] | None:
-        """Validate a dict by its JSON encoding; return the bytes to send and the result's fields.
+        """Validate a dict quickly; return the bytes to send and the result's fields, or ``None``.
 
-        The dict is encoded once and the bytes get the quick look (see :meth:`validate_json_fields`),
-        which checks an order in about half the time the dict checker of :meth:`validate` takes; what
-        it reads back must equal the dict. Encoding is lax (a tuple or set becomes an array, ``NaN``
-        becomes ``null``, a ``Decimal`` or a ``datetime`` a string), but none of those reads back equal
-        to what was encoded. ``None`` when this does not vouch for the record (a value that is not plain
-        JSON, a snake_case name, an invalid record, no quick look for this model): call
-        :meth:`validate`, which decides and says what is wrong. The fields are ``(record, id, errors,
-        warnings, unknown_fields)``, the record being the dict itself, as :meth:`validate` gives it.
+        Two quick looks, each quicker than the dict checker of :meth:`validate`: a dict without unknown
+        keys is checked where it is by the quick look's structs (:meth:`QuickLook.of_dict`), and sent as
+        the dict they read, which equals the record; a dict with unknown keys is encoded, the bytes get
+        the look :meth:`validate_json_fields` gives a line, and what that reads back must equal the
+        dict. Encoding is lax (a tuple or set becomes an array, ``NaN`` becomes ``null``, a ``Decimal``
+        or a ``datetime`` a string), but none of those reads back equal to what was encoded. ``None``
+        when neither vouches for the record (a value that is not plain JSON, a snake_case name, an
+        invalid record, no quick look for this model): call :meth:`validate`, which decides and says
+        what is wrong. The fields are ``(record, id, errors, warnings, unknown_fields)``, the record
+        being the dict that was encoded.
 
         :param record: A dict with camelCase names.
         """
         quick, payoff = self._quick, self._dicts
         if quick is None or payoff is None:
             return None
+        if not self._dict_unknown_last:
+            known = quick.of_dict(record)
+            if known is not None:
+                payoff.pays(True)
+                return known[1], self._finish_fields(known[0], ())
         data = quick.encode(record)
         looked = None if data is None else self._look(quick, data)
         if data is None or looked is None or looked[0] != record:
+            self._dict_unknown_last = False
             if not payoff.pays(False):
                 self._dicts = None  # most dicts are refused (a Decimal in each, say): it only adds time now
             return None
         payoff.pays(True)
+        # While the records carry unknown keys, the look at their encoding comes first.
+        self._dict_unknown_last = bool(looked[1])
         return data, self._finish_fields(record, looked[1])
 
     def validate_json(self, data: bytes) -> ValidatedRecord | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import copy
 import enum
+import json
 import math
 import random
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_klar.models import RecordValidator
+from airflow_provider_klar.models._structs import QuickLook
 from airflow_provider_klar.resources import get_resource
 from airflow_provider_klar.sandbox.fake_data import fake_orders, fake_transaction_costs
 from airflow_provider_klar.upload.prepare import PreparedRecord, make_preparer
@@ -124,14 +126,42 @@ def _prepare_both(
     return pairs, validator
 
 
+@pytest.fixture
+def read_by_structs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many dicts the structs read (``QuickLook.of_dict``), the quicker of the two looks: ``[n]``."""
+    count = [0]
+    original = QuickLook.of_dict
+
+    def of_dict(self: QuickLook, record: dict[str, Any]) -> Any:
+        found = original(self, record)
+        count[0] += found is not None
+        return found
+
+    monkeypatch.setattr(QuickLook, "of_dict", of_dict)
+    return count
+
+
 def _vouched(validator: RecordValidator) -> int:
     """How many dicts the validator's encoding route vouched for."""
     assert validator._dicts is not None
     return validator._dicts.tries - validator._dicts.misses
 
 
+def _typed(value: Any) -> Any:
+    """A JSON value with the type of every number kept: ``5`` and ``5.0`` differ, key order does not."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return (type(value).__name__, value)
+
+
 def _assert_same(one: PreparedRecord, other: PreparedRecord, what: Any) -> None:
-    assert one.encoded == other.encoded, what
+    # The same JSON, numbers of the same kind (a dict read by the structs is sent in the models' order).
+    if one.encoded is None or other.encoded is None:
+        assert one.encoded is other.encoded is None, what
+    else:
+        assert _typed(json.loads(one.encoded)) == _typed(json.loads(other.encoded)), what
     assert (one.id, one.key) == (other.id, other.key), what
     assert one.errors == other.errors, what
     assert one.warnings == other.warnings, what
@@ -141,7 +171,7 @@ def _assert_same(one: PreparedRecord, other: PreparedRecord, what: Any) -> None:
 @pytest.mark.parametrize("version", ["07.2025", "12.2022"])
 @pytest.mark.parametrize("strict", [False, True])
 def test_each_python_value_anywhere_in_an_order_prepares_as_the_dict_checker_does(
-    version: str, strict: bool
+    version: str, strict: bool, read_by_structs: list[int]
 ) -> None:
     rng = random.Random(7)
     records: list[Any] = []
@@ -153,8 +183,10 @@ def test_each_python_value_anywhere_in_an_order_prepares_as_the_dict_checker_doe
     pairs, validator = _prepare_both("orders", version, records, strict=strict)
     for (one, other), record in zip(pairs, records, strict=True):
         _assert_same(one, other, record)
-    # Both ways were taken: records vouched for by their encoding, and records left to the dict checker.
+    # Every way was taken: records read by the structs, vouched for by their encoding (an unknown key
+    # with a plain value), and left to the dict checker.
     assert _vouched(validator) >= 25
+    assert 20 <= read_by_structs[0] <= _vouched(validator) - 3
     assert validator._dicts is not None
     assert validator._dicts.misses >= 40
     # The mix holds both kinds: records sent and records refused, with and without a warning.
@@ -169,13 +201,22 @@ def test_a_plain_order_is_vouched_for_and_a_python_value_is_not() -> None:
     vouched = validator.validate_encoded(order)
     assert vouched is not None
     data, (record, record_id, errors, warnings, unknown) = vouched
-    assert record is order
-    assert data == msgspec.json.encode(order)  # what the dict checker's path sends
+    # Read by the structs (no unknown keys): a dict equal to the order, sent as the dict checker sends it.
+    assert record == order
+    assert record is not order
+    assert _typed(json.loads(data)) == _typed(json.loads(msgspec.json.encode(order)))
     assert (record_id, errors, warnings, unknown) == (order["id"], (), (), ())
-    for value in [(1,), {"x"}, Decimal("2.5"), math.nan, datetime(2025, 1, 2, tzinfo=timezone.utc)]:
+    for value in [(1,), {"x"}, Decimal("0.1"), math.nan, datetime(2025, 1, 2, tzinfo=timezone.utc)]:
         changed = copy.deepcopy(order)
         changed["lineItems"][0]["productGmv"] = value
         assert validator.validate_encoded(changed) is None, value
+    # A Decimal equal to its float is sent as that number, as the models dump it.
+    changed = copy.deepcopy(order)
+    changed["lineItems"][0]["productGmv"] = Decimal("2.5")
+    vouched = validator.validate_encoded(changed)
+    assert vouched is not None
+    assert json.loads(vouched[0])["lineItems"][0]["productGmv"] == 2.5
+    assert validator.validate(changed).record == vouched[1][0]
     with_unknown = copy.deepcopy(order)
     with_unknown["note"] = "gift"
     with_unknown["lineItems"][0]["magentoItemId"] = 7
@@ -210,13 +251,14 @@ def test_orders_with_unknown_fields_prepare_as_the_dict_checker_does() -> None:
     assert _vouched(validator) >= 40
 
 
-def test_transaction_costs_rows_prepare_as_the_dict_checker_does() -> None:
+def test_transaction_costs_rows_prepare_as_the_dict_checker_does(read_by_structs: list[int]) -> None:
     rng = random.Random(3)
     records: list[Any] = []
     for n, costs in enumerate(fake_transaction_costs(3 * len(PYTHON_VALUES), seed=3)):
         records.append(_damage(costs, rng, PYTHON_VALUES[n % len(PYTHON_VALUES)]) if n % 2 else costs)
     pairs, validator = _prepare_both("transaction-costs", "06.2024", records)
     assert _vouched(validator) >= len(records) // 2
+    assert read_by_structs[0] >= len(records) // 2
     for (one, other), record in zip(pairs, records, strict=True):
         _assert_same(one, other, record)
     assert sum(one.encoded is not None for one, _ in pairs) >= len(records) // 2
