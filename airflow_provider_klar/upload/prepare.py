@@ -246,8 +246,8 @@ def _by_encoding(
 ) -> Callable[[dict[str, Any]], PreparedRecord | None] | None:
     """Return the step for a dict without bytes of its own (``records=``, SQL, CSV and Parquet rows).
 
-    The dict is checked by its encoding, which it needs anyway (``RecordValidator.validate_encoded``).
-    The step returns ``None`` for a dict that this does not vouch for; the caller then takes the usual
+    The validator's quick looks at a dict (``RecordValidator.validate_encoded``) give the bytes to send.
+    The step returns ``None`` for a dict that they do not vouch for; the caller then takes the usual
     path, which decides and says what is wrong. ``None`` when the validator has no such check.
     """
     check: Callable[[dict[str, Any]], tuple[bytes, Any] | None] | None = getattr(

@@ -50,6 +50,7 @@ def test_the_upload_benchmark_runs_and_reports_its_figures(
         "throughput_engine_vs_1cpu",
         "throughput_no_val_vs_script",
         "cpu_list_vs_floor",
+        "cpu_list_vs_floor_list",
         "cpu_array_vs_floor",
         "cpu_costs_vs_floor",
         "cpu_csv_vs_floor",

@@ -1,10 +1,12 @@
-"""Dicts checked by their encoding: ``records=``, SQL, CSV and Parquet rows.
+"""Dicts checked by the quick looks: ``records=``, SQL, CSV and Parquet rows.
 
-A dict without bytes of its own is encoded (it must be, to be sent) and the bytes get the quick look;
-what the look reads back must equal the dict. Whatever the dict holds, the outcome must be the dict
-checker's: the same bytes sent, the same id, key, errors, warnings and unknown fields. Python values
-that JSON cannot hold as they are (tuples, sets, ``Decimal``, ``NaN``, ``datetime``, enums, subclasses,
-keys that are not strings) are where the encoding is lax, so they are what these tests throw at it.
+A dict without unknown keys is read in place by the quick look's structs (``msgspec.convert``) and made
+a dict again, which must equal it; one with unknown keys is encoded (it must be, to be sent) and the
+bytes get the quick look, which must read back the dict. Whatever the dict holds, the outcome must be
+the dict checker's: the same JSON sent (numbers of the same kind), the same id, key, errors, warnings
+and unknown fields. Python values that JSON cannot hold as they are (tuples, sets, ``Decimal``, ``NaN``,
+``datetime``, enums, subclasses, keys that are not strings) are where both looks are lax, so they are
+what these tests throw at them.
 """
 
 from __future__ import annotations
