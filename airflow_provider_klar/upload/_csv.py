@@ -252,7 +252,8 @@ def iter_csv(
             return
         columns = [(name, types.get(name, "string"), _converter(types.get(name))) for name in names]
         while True:
-            lines.mark()
+            if lines.problems:  # (most rows have none to forget: no new list per row)
+                lines.mark()
             first_line = lines.number + 1
             try:
                 row = next(reader)
