@@ -7,6 +7,7 @@ developer's own ``~/airflow``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 _HOME = Path(tempfile.mkdtemp(prefix="klar-airflow-home-"))
+_OWNER = os.getpid()
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -27,6 +29,12 @@ os.environ.pop("AIRFLOW_CONN_KLAR_DEFAULT", None)
 
 # Imports Airflow: only after the environment above is set.
 from tests.airflow_compat import AIRFLOW_3, attach  # noqa: E402
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the private AIRFLOW_HOME (its database and logs) when the session ends."""
+    if os.getpid() == _OWNER:  # not in a process forked from the session, which shares the path
+        shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,9 @@ transaction costs) go to a local server that waits 50 ms per request and parses 
 - ``floor-costs``, ``engine-costs``, ``engine-csv``: flat transaction costs: pydantic's floor, the engine
   on JSON Lines and the engine on a CSV file of the same records.
 
+Besides the ratios against the targets, each source is compared with JSON Lines of the same records:
+``engine-list`` and ``engine-array`` against ``engine``, ``engine-csv`` against ``engine-costs``.
+
 Sizes: every scenario runs at the main size (200,000; ``KLAR_BENCH_RECORDS`` or ``--records``); the
 engine alone also runs at the memory sizes (20,000; add 1,000,000 with ``KLAR_BENCH_1M=1`` or
 ``--million``; ``KLAR_BENCH_MEMORY_RECORDS`` or ``--memory-records`` to change them) for the growth of its
@@ -82,6 +85,10 @@ INFO = (
     ("cpu_costs_vs_floor", "client CPU per record, engine-costs / floor-costs"),
     ("cpu_csv_vs_floor", "client CPU per record, engine-csv / floor-costs"),
     ("cpu_unknown_vs_floor", "client CPU per record, engine-unknown / floor-unknown"),
+    # The same records from another source, against the engine on JSON Lines.
+    ("cpu_list_vs_engine", "client CPU per record, engine-list / engine"),
+    ("cpu_array_vs_engine", "client CPU per record, engine-array / engine"),
+    ("cpu_csv_vs_costs", "client CPU per record, engine-csv / engine-costs"),
 )
 
 
@@ -477,6 +484,9 @@ def ratios(rows: list[dict[str, Any]], main_size: int) -> dict[str, float]:
         "cpu_costs_vs_floor": ("cpu_us_per_record", "engine-costs", "floor-costs"),
         "cpu_csv_vs_floor": ("cpu_us_per_record", "engine-csv", "floor-costs"),
         "cpu_unknown_vs_floor": ("cpu_us_per_record", "engine-unknown", "floor-unknown"),
+        "cpu_list_vs_engine": ("cpu_us_per_record", "engine-list", "engine"),
+        "cpu_array_vs_engine": ("cpu_us_per_record", "engine-array", "engine"),
+        "cpu_csv_vs_costs": ("cpu_us_per_record", "engine-csv", "engine-costs"),
     }
     out = {
         # A floor too quick to register any CPU (tiny smoke-test inputs) must not divide by zero.

@@ -55,6 +55,9 @@ def test_the_upload_benchmark_runs_and_reports_its_figures(
         "cpu_costs_vs_floor",
         "cpu_csv_vs_floor",
         "cpu_unknown_vs_floor",
+        "cpu_list_vs_engine",
+        "cpu_array_vs_engine",
+        "cpu_csv_vs_costs",
         "engine_rss_growth_mb",
     }
     out = capsys.readouterr().out
@@ -63,6 +66,7 @@ def test_the_upload_benchmark_runs_and_reports_its_figures(
     assert "| >= 4x, " in out
     assert "| <= 1.5x, " in out
     assert "| >= 0.5x, " in out
+    assert "| client CPU per record, engine-csv / engine-costs |" in out
     assert "| < 100 MB, " in out
 
     readme = tmp_path / "README.md"
