@@ -28,12 +28,77 @@ def _tolerance(quantity: float, amount: float) -> float:
     return max(CENT_PER_UNIT * max(quantity, 1.0), RELATIVE * abs(amount))
 
 
-def _money(value: float) -> str:
-    return f"{value:.2f}"
+class _Pitfall(FieldError):
+    """A pitfall warning worded only when its message is read.
+
+    An upload counts every record's warnings by field but quotes only the first of each kind, and an
+    order that trips the checks usually trips several: wording each (four to six numbers) cost about as
+    much as all the checks of a clean order. In every other way it is the :class:`FieldError` with the
+    same path, message and value: equal to it, hashed, shown and pickled as it.
+    """
+
+    __slots__ = ("_words",)
+    _words: tuple[str, str, tuple[Any, ...]]
+
+    @classmethod
+    def make(cls, path: str, value: Any, order: str, template: str, args: tuple[Any, ...]) -> _Pitfall:
+        """Return the warning at ``path`` about ``value``, worded ``template.format(*args)`` when read."""
+        # FieldError is frozen: its slots are filled through their descriptors, as its __init__ would
+        # through object.__setattr__, for about half the cost.
+        pitfall = _new(cls)
+        _set_path(pitfall, path)
+        _set_value(pitfall, value)
+        _set_words(pitfall, (order, template, args))
+        return pitfall
+
+    @property  # type: ignore[override]  # read-only here; a FieldError's message is a field
+    def message(self) -> str:
+        order, template, args = self._words
+        # Amounts with two decimals ({:.2f}), quantities as short as they go ({:g}).
+        return f"order {order}: {template.format(*args)}"
+
+    def _plain(self) -> FieldError:
+        return FieldError(self.path, self.message, self.value)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FieldError):
+            return (self.path, self.message, self.value) == (other.path, other.message, other.value)
+        return NotImplemented
+
+    __hash__ = FieldError.__hash__
+
+    def __repr__(self) -> str:
+        return repr(self._plain())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FieldError, (self.path, self.message, self.value))
 
 
-def _qty(value: float) -> str:
-    return f"{value:g}"
+_new = object.__new__
+_set_path = FieldError.__dict__["path"].__set__
+_set_value = FieldError.__dict__["value"].__set__
+_set_words = _Pitfall.__dict__["_words"].__set__
+
+
+_BEFORE_OFF = (
+    "line total before taxes and discounts is {0:.2f}, but productGmv {1:.2f} x quantity {2:g} = {3:.2f}"
+)
+_AS_TOTALS = (
+    "{0} look like line totals: quantity {1:g} x {0} per unit {2:.2f} = {3:.2f} exceeds the line's gross "
+    "{4:.2f}; send {0} per single unit"
+)
+_AFTER_OFF = (
+    "line total after taxes and discounts is {0:.2f}, but gross {1:.2f} - quantity {2:g} x "
+    "(discounts {3:.2f} + taxes {4:.2f}) = {5:.2f}"
+)
+_AFTER_OFF_AS_TOTALS = (
+    _AFTER_OFF + "; it matches only if discounts and taxes are line totals: send them per single unit"
+)
+_BUNDLE_OFF = (
+    "bundle parent carries {0} {1:.2f} but its bundledProducts only {2:.2f}; Klar ignores a bundle "
+    "parent's money and sums the constituents, so put the amounts on the bundledProducts"
+)
+_NOT_A_LINE_ITEM = "refunded line item {0!r} is not among the order's line items (ids: {1})"
 
 
 class _Lines:
@@ -49,8 +114,8 @@ class _Lines:
         self.ids: set[str] | None = set() if collect_ids else None
         self.found: list[FieldError] = []
 
-    def warn(self, path: str, message: str, value: Any) -> None:
-        self.found.append(FieldError(path, f"order {self.order}: {message}", value))
+    def warn(self, path: str, value: Any, template: str, *args: Any) -> None:
+        self.found.append(_Pitfall.make(path, value, self.order, template, args))
 
     def check(
         self, items: Sequence[Mapping[str, Any]], prefix: str, *, sums: list[float] | None = None
@@ -74,7 +139,7 @@ class _Lines:
             gross = before if before is not None else (None if gmv is None or quantity is None else gmv * q)
             if quantity is not None and gross is not None:
                 # The common case is arithmetic only (written out: builtin calls cost more than the
-                # sums); _line recomputes with _tolerance and words what is wrong.
+                # sums); _line says what is wrong, from the same figures.
                 per_unit = CENT_PER_UNIT * q if q > 1.0 else CENT_PER_UNIT
                 relative = RELATIVE * (gross if gross >= 0 else -gross)
                 tolerance = per_unit if per_unit > relative else relative
@@ -96,7 +161,8 @@ class _Lines:
                     or after_off
                     or (q > 1 and (q * discount > gross + tolerance or q * tax > gross + tolerance))
                 ):
-                    self._line(item, f"{prefix}{i}", (q, gmv, before, gross, discount, tax))
+                    figures = (q, gmv, before, gross, discount, tax, after, tolerance, gmv_off, after_off)
+                    self._line(f"{prefix}{i}", figures)
             children = get("bundledProducts")
             amounts = None
             if sums is not None or children:
@@ -110,61 +176,29 @@ class _Lines:
                     sums[k] += amounts[k]
 
     def _line(
-        self, item: Mapping[str, Any], path: str, numbers: tuple[float, Any, Any, Any, float, float]
+        self, path: str, figures: tuple[float, Any, Any, float, float, float, Any, float, bool, bool]
     ) -> None:
-        # numbers: quantity, productGmv, the gross line total sent, the gross used, discount and tax per unit.
-        q, gmv, before, gross, discount, tax = numbers
-        if gmv is not None and before is not None:
-            expected = gmv * q
-            if abs(before - expected) > _tolerance(q, expected):
-                self.warn(
-                    f"{path}.{_BEFORE}",
-                    f"line total before taxes and discounts is {_money(before)}, but productGmv "
-                    f"{_money(gmv)} x quantity {_qty(q)} = {_money(expected)}",
-                    before,
-                )
-        if gross is None:
-            return
-        tolerance = _tolerance(q, gross)
+        """Say what is wrong with the line item at ``path``, from the figures :meth:`check` computed."""
+        q, gmv, before, gross, discount, tax, after, tolerance, gmv_off, after_off = figures
+        if gmv_off:
+            self.warn(f"{path}.{_BEFORE}", before, _BEFORE_OFF, before, gmv, q, gmv * q)
         as_totals = False
         if q > 1:
             for key, per_unit in (("discounts", discount), ("taxes", tax)):
                 if per_unit and q * per_unit > gross + tolerance:
                     as_totals = True
-                    self.warn(
-                        f"{path}.{key}",
-                        f"{key} look like line totals: quantity {_qty(q)} x {key} per unit "
-                        f"{_money(per_unit)} = {_money(q * per_unit)} exceeds the line's gross "
-                        f"{_money(gross)}; send {key} per single unit",
-                        per_unit,
-                    )
-        after = item.get(_AFTER)
-        if after is None or as_totals:
-            return
-        expected_after = gross - q * discount - q * tax
-        if abs(after - expected_after) > tolerance:
-            message = (
-                f"line total after taxes and discounts is {_money(after)}, but gross {_money(gross)} - "
-                f"quantity {_qty(q)} x (discounts {_money(discount)} + taxes {_money(tax)}) = "
-                f"{_money(expected_after)}"
-            )
-            if q > 1 and abs(after - (gross - discount - tax)) <= tolerance:
-                message += (
-                    "; it matches only if discounts and taxes are line totals: send them per single unit"
-                )
-            self.warn(f"{path}.{_AFTER}", message, after)
+                    self.warn(f"{path}.{key}", per_unit, _AS_TOTALS, key, q, per_unit, q * per_unit, gross)
+        if after_off and not as_totals:
+            expected_after = gross - q * discount - q * tax
+            lines_totals = q > 1 and abs(after - (gross - discount - tax)) <= tolerance
+            template = _AFTER_OFF_AS_TOTALS if lines_totals else _AFTER_OFF
+            self.warn(f"{path}.{_AFTER}", after, template, after, gross, q, discount, tax, expected_after)
 
     def _bundle(self, path: str, parent: Sequence[float], totals: Sequence[float]) -> None:
         # Klar ignores a bundle parent's money and sums its constituents: money only on the parent is lost.
         for key, field, amount, total in zip(_KINDS, _KIND_FIELDS, parent, totals, strict=True):
             if amount - total > _tolerance(1.0, amount):
-                self.warn(
-                    f"{path}.{field}",
-                    f"bundle parent carries {key} {_money(amount)} but its bundledProducts only "
-                    f"{_money(total)}; Klar ignores a bundle parent's money and sums the constituents, "
-                    f"so put the amounts on the bundledProducts",
-                    amount,
-                )
+                self.warn(f"{path}.{field}", amount, _BUNDLE_OFF, key, amount, total)
 
 
 _KINDS = ("gross", "discounts", "taxes", "cogs")
@@ -190,8 +224,6 @@ def check_order(order: Mapping[str, Any], order_id: str | None = None) -> list[F
         if line_item_id is not None and line_item_id not in ids:
             known = ", ".join(sorted(ids)[:10]) or "none"
             lines.warn(
-                f"refundedLineItems.{i}.lineItemId",
-                f"refunded line item {line_item_id!r} is not among the order's line items (ids: {known})",
-                line_item_id,
+                f"refundedLineItems.{i}.lineItemId", line_item_id, _NOT_A_LINE_ITEM, line_item_id, known
             )
     return lines.found

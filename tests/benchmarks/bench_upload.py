@@ -26,6 +26,9 @@ transaction costs) go to a local server that waits 50 ms per request and parses 
 - ``floor-unknown``, ``engine-unknown``: the same orders carrying fields the models do not know
   (``storeId``, and ``magentoItemId`` on each line item): pydantic's floor and the engine, which reports
   them and sends them.
+- ``floor-pitfalls``, ``engine-pitfalls``: the same orders with line totals that do not add up (every
+  order trips two or more pitfall warnings, which the engine counts and quotes): pydantic's floor and
+  the engine.
 - ``floor-costs``, ``engine-costs``, ``engine-csv``: flat transaction costs: pydantic's floor, the engine
   on JSON Lines and the engine on a CSV file of the same records.
 
@@ -85,6 +88,7 @@ INFO = (
     ("cpu_costs_vs_floor", "client CPU per record, engine-costs / floor-costs"),
     ("cpu_csv_vs_floor", "client CPU per record, engine-csv / floor-costs"),
     ("cpu_unknown_vs_floor", "client CPU per record, engine-unknown / floor-unknown"),
+    ("cpu_pitfalls_vs_floor", "client CPU per record, engine-pitfalls / floor-pitfalls"),
     # The same records from another source, against the engine on JSON Lines.
     ("cpu_list_vs_engine", "client CPU per record, engine-list / engine"),
     ("cpu_array_vs_engine", "client CPU per record, engine-array / engine"),
@@ -207,6 +211,13 @@ def child_floor_unknown(folder: str, url: str) -> dict[str, Any]:
     from airflow_provider_klar.models import Order
 
     return _floor(Path(folder, "orders-unknown.jsonl"), Order)
+
+
+def child_floor_pitfalls(folder: str, url: str) -> dict[str, Any]:
+    """Pydantic's floor for the orders whose line totals do not add up."""
+    from airflow_provider_klar.models import Order
+
+    return _floor(Path(folder, "orders-pitfalls.jsonl"), Order)
 
 
 def child_floor_costs(folder: str, url: str) -> dict[str, Any]:
@@ -341,6 +352,11 @@ def child_engine_unknown(folder: str, url: str) -> dict[str, Any]:
     return _engine(url, _path_source(Path(folder, "orders-unknown.jsonl")))
 
 
+def child_engine_pitfalls(folder: str, url: str) -> dict[str, Any]:
+    """The engine on orders whose line totals do not add up (warned about, counted, and sent)."""
+    return _engine(url, _path_source(Path(folder, "orders-pitfalls.jsonl")))
+
+
 def child_engine_costs(folder: str, url: str) -> dict[str, Any]:
     """The engine on flat transaction costs in JSON Lines."""
     return _engine(url, _path_source(Path(folder, "costs.jsonl"), COSTS), resource_name=COSTS)
@@ -364,6 +380,8 @@ CHILDREN: dict[str, Callable[[str, str], dict[str, Any]]] = {
     "engine-array": child_engine_array,
     "floor-unknown": child_floor_unknown,
     "engine-unknown": child_engine_unknown,
+    "floor-pitfalls": child_floor_pitfalls,
+    "engine-pitfalls": child_engine_pitfalls,
     "floor-costs": child_floor_costs,
     "engine-costs": child_engine_costs,
     "engine-csv": child_engine_csv,
@@ -374,9 +392,10 @@ CHILDREN: dict[str, Callable[[str, str], dict[str, Any]]] = {
 
 
 def write_data(folder: Path, n: int, *, costs: bool = True) -> None:
-    """Write ``n`` fake orders as JSON Lines and as one JSON array, the same with unknown fields, and
-    ``n`` transaction costs as JSON Lines and CSV, into ``folder`` (``orders.jsonl``, ``orders.json``,
-    ``orders-unknown.jsonl``, ``costs.jsonl``, ``costs.csv``)."""
+    """Write ``n`` fake orders as JSON Lines and as one JSON array, the same with unknown fields and
+    with line totals that do not add up, and ``n`` transaction costs as JSON Lines and CSV, into
+    ``folder`` (``orders.jsonl``, ``orders.json``, ``orders-unknown.jsonl``, ``orders-pitfalls.jsonl``,
+    ``costs.jsonl``, ``costs.csv``)."""
     from airflow_provider_klar.sandbox.fake_data import fake_orders, fake_transaction_costs
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -395,6 +414,16 @@ def write_data(folder: Path, n: int, *, costs: bool = True) -> None:
             order["storeId"] = 1
             for item in order.get("lineItems") or ():
                 item["magentoItemId"] = f"M{item['id']}"
+            lines.write(json.dumps(order) + "\n")
+    with (folder / "orders-pitfalls.jsonl").open("w") as lines:
+        # Totals a shop computed its own way: each line's gross no longer productGmv x quantity, its
+        # net not gross less discounts and taxes. Warned about, counted, and sent.
+        for order in fake_orders(n, seed=7):
+            for item in order.get("lineItems") or ():
+                item["productGmv"] = round(item["productGmv"] * 0.5, 2)
+                item["totalAmountAfterTaxesAndDiscounts"] = round(
+                    item["totalAmountAfterTaxesAndDiscounts"] * 1.37, 2
+                )
             lines.write(json.dumps(order) + "\n")
     with (folder / "costs.jsonl").open("w") as lines, (folder / "costs.csv").open("w", newline="") as table:
         writer = csv.writer(table)
@@ -484,6 +513,7 @@ def ratios(rows: list[dict[str, Any]], main_size: int) -> dict[str, float]:
         "cpu_costs_vs_floor": ("cpu_us_per_record", "engine-costs", "floor-costs"),
         "cpu_csv_vs_floor": ("cpu_us_per_record", "engine-csv", "floor-costs"),
         "cpu_unknown_vs_floor": ("cpu_us_per_record", "engine-unknown", "floor-unknown"),
+        "cpu_pitfalls_vs_floor": ("cpu_us_per_record", "engine-pitfalls", "floor-pitfalls"),
         "cpu_list_vs_engine": ("cpu_us_per_record", "engine-list", "engine"),
         "cpu_array_vs_engine": ("cpu_us_per_record", "engine-array", "engine"),
         "cpu_csv_vs_costs": ("cpu_us_per_record", "engine-csv", "engine-costs"),

@@ -55,6 +55,7 @@ def test_the_upload_benchmark_runs_and_reports_its_figures(
         "cpu_costs_vs_floor",
         "cpu_csv_vs_floor",
         "cpu_unknown_vs_floor",
+        "cpu_pitfalls_vs_floor",
         "cpu_list_vs_engine",
         "cpu_array_vs_engine",
         "cpu_csv_vs_costs",
@@ -62,6 +63,7 @@ def test_the_upload_benchmark_runs_and_reports_its_figures(
     }
     out = capsys.readouterr().out
     assert "| engine-csv | 120 |" in out
+    assert "| engine-pitfalls | 120 |" in out
     assert "| throughput, engine / naive |" in out
     assert "| >= 4x, " in out
     assert "| <= 1.5x, " in out

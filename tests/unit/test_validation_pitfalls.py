@@ -225,3 +225,27 @@ def test_snake_case_orders_are_checked_after_conversion() -> None:
     }
     (warning,) = LENIENT.validate(copy.deepcopy(record)).warnings
     assert warning.path == "lineItems.0.totalAmountBeforeTaxesAndDiscounts"
+
+
+def test_a_warning_is_worded_when_read_and_otherwise_a_field_error() -> None:
+    # Warnings are worded lazily (an upload reads few of them); they must behave as plain FieldErrors.
+    import pickle
+
+    (warning,) = warnings_of(order(line(totalAmountAfterTaxesAndDiscounts=25.0)))
+    plain = FieldError(warning.path, warning.message, warning.value)
+    assert isinstance(warning, FieldError)
+    assert warning == plain
+    assert plain == warning
+    assert warning != FieldError(warning.path, "other", 25.0)
+    assert hash(warning) == hash(plain)
+    assert len({warning, plain}) == 1
+    assert repr(warning) == repr(plain)
+    assert str(warning) == str(plain)
+    assert warning.to_dict() == plain.to_dict()
+    copied = pickle.loads(pickle.dumps(warning))  # as validation workers hand results back
+    assert type(copied) is FieldError
+    assert copied == plain
+    with pytest.raises(AttributeError):  # frozen, as FieldError is
+        warning.path = "elsewhere"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        warning.message = "other"  # type: ignore[misc]
