@@ -159,7 +159,8 @@ class _Lines:
 
     def mark(self) -> None:
         """Forget the problems seen so far (called before each row)."""
-        self.problems = []
+        if self.problems:  # most rows have none: no new list per row
+            self.problems = []
 
     def __iter__(self) -> Iterator[str]:
         return self._lines
@@ -252,8 +253,7 @@ def iter_csv(
             return
         columns = [(name, types.get(name, "string"), _converter(types.get(name))) for name in names]
         while True:
-            if lines.problems:  # (most rows have none to forget: no new list per row)
-                lines.mark()
+            lines.mark()
             first_line = lines.number + 1
             try:
                 row = next(reader)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 from typing import Any
 
 import pytest
@@ -229,8 +230,6 @@ def test_snake_case_orders_are_checked_after_conversion() -> None:
 
 def test_a_warning_is_worded_when_read_and_otherwise_a_field_error() -> None:
     # Warnings are worded lazily (an upload reads few of them); they must behave as plain FieldErrors.
-    import pickle
-
     (warning,) = warnings_of(order(line(totalAmountAfterTaxesAndDiscounts=25.0)))
     plain = FieldError(warning.path, warning.message, warning.value)
     assert isinstance(warning, FieldError)
